@@ -1,0 +1,84 @@
+"""emu-agent: an SDK for visual assistants on a self-hosted Emu-family multimodal model.
+
+``import emu_agent`` is light: torch, transformers, diffusers, chromadb and langchain_core are imported only when
+a name that needs them is first used. The public names are listed in ``__all__`` and resolved lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from emu_agent.errors import (
+    ConfigError,
+    ContextLengthError,
+    DeviceError,
+    EmuAgentError,
+    InputError,
+    MediaError,
+    MemoryStoreError,
+    MissingDependencyError,
+    ModelLoadError,
+    PromptError,
+    StepLimitError,
+    ToolError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "EmuModel": "emu_agent.model.emu",
+    "EmuConfig": "emu_agent.model.config",
+    "VisionConfig": "emu_agent.model.config",
+    "TextConfig": "emu_agent.model.config",
+    "EmuTokenizer": "emu_agent.model.tokenizer",
+    "EmuDecoder": "emu_agent.model.decoder",
+    "Message": "emu_agent.messages",
+    "TextPart": "emu_agent.messages",
+    "ImagePart": "emu_agent.messages",
+    "VideoPart": "emu_agent.messages",
+    "ToolCallPart": "emu_agent.messages",
+    "ToolResultPart": "emu_agent.messages",
+    "MediaStore": "emu_agent.media",
+    "ImageRef": "emu_agent.media",
+    "VideoRef": "emu_agent.media",
+}
+
+__all__ = [
+    "ConfigError",
+    "ContextLengthError",
+    "DeviceError",
+    "EmuAgentError",
+    "InputError",
+    "MediaError",
+    "MemoryStoreError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "PromptError",
+    "StepLimitError",
+    "ToolError",
+    "__version__",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:
+    from emu_agent.media import ImageRef, MediaStore, VideoRef
+    from emu_agent.messages import ImagePart, Message, TextPart, ToolCallPart, ToolResultPart, VideoPart
+    from emu_agent.model.config import EmuConfig, TextConfig, VisionConfig
+    from emu_agent.model.decoder import EmuDecoder
+    from emu_agent.model.emu import EmuModel
+    from emu_agent.model.tokenizer import EmuTokenizer
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'emu_agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

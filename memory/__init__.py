@@ -1,0 +1,1 @@
+"""Multimodal conversation memory (installed as ``emu_agent.memory``)."""
