@@ -159,7 +159,7 @@ class MediaStore:
     """A content-addressed store of images and videos under ``root``.
 
     Args:
-        root: folder of the store (created if missing).
+        root: folder of the store (created on the first write).
         max_pixels: largest image accepted (width x height), checked from the header before decoding, as a
             guard against decompression bombs. ``None`` disables the check (Pillow's own hard limit, twice
             ``PIL.Image.MAX_IMAGE_PIXELS``, still applies).

@@ -304,15 +304,20 @@ class EmuModel(nn.Module):
         return plans
 
     @torch.no_grad()
-    def generate_token_ids(self, prompts: Sequence[Prompt], **generation_kwargs: Any) -> torch.Tensor:
+    def generate_token_ids(
+        self, prompts: Sequence[Prompt], *, return_scores: bool = False, **generation_kwargs: Any
+    ) -> Any:
         """Token ids (B, 1 + T) for a batch of prompts, BOS first, as BAAI's reference returns them.
 
-        Rows are left-padded for the prompt and right-padded with the pad id after EOS.
+        Rows are right-padded with the pad id after EOS. With beam search and ``return_scores=True`` the
+        result is ``(ids, sequence_scores)`` with the length-penalised score of each returned hypothesis.
         """
         options = parse_generation_options(generation_kwargs)
         result = self._decode_ids(self._plans_for_text(prompts), options)
         if isinstance(result, tuple):
-            return result[0]
+            return result if return_scores else result[0]
+        if return_scores:
+            raise InputError("return_scores=True needs beam search (num_beams > 1)")
         steps = list(result)
         bos = torch.full((len(prompts), 1), self._require_tokenizer().bos_token_id, dtype=torch.long)
         return torch.cat([bos, torch.stack(steps, dim=1).cpu()], dim=1)
@@ -362,13 +367,32 @@ class EmuModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ regression
     @torch.no_grad()
-    def regress_visual_embeddings(self, prompt: Prompt, *, n_query: int | None = None) -> torch.Tensor:
+    def regress_visual_embeddings(
+        self, prompt: Prompt, *, n_query: int | None = None, use_cache: bool = True
+    ) -> torch.Tensor:
         """Regress the visual embeddings of the image that follows ``prompt``: (1, n_query, width).
 
         Emu2-Gen's loop (``[IMG]`` then one ``<image>`` slot per step, each fed ``project_up`` of the previous
         regression), run incrementally with a KV cache: one prefill plus ``n_query - 1`` one-token steps.
+        ``use_cache=False`` reruns the whole sequence for every embedding, as BAAI's reference does (slow; kept
+        as the baseline that the cached path is measured and checked against).
         """
+        if not use_cache:
+            return self._regress_without_cache(prompt, n_query or self.config.vision.n_query)
         return self.batch_regress_visual_embeddings([prompt], n_query=n_query)
+
+    def _regress_without_cache(self, prompt: Prompt, n_query: int) -> torch.Tensor:
+        vision = self.config.vision
+        plan = plan_interleaved(prompt, n_query=vision.n_query, v_query=vision.v_query, video_loader=self.video_loader)
+        plan.text += "[IMG]"
+        prefix, mask, _ = self.embed_plans([plan])  # (1, L, H)
+        regressed = prefix.new_zeros(1, 0, vision.width)  # (1, k, width)
+        for k in range(n_query):
+            embeds = torch.cat([prefix, self.project_up(regressed)], dim=1)  # (1, L + k, H): k generated slots
+            full_mask = torch.cat([mask, mask.new_ones(1, k)], dim=1)
+            hidden = self.lm.model(inputs_embeds=embeds, attention_mask=full_mask).last_hidden_state
+            regressed = self.project_down(hidden[:, -(k + 1) :, :])  # (1, k + 1, width)
+        return regressed
 
     @torch.no_grad()
     def batch_regress_visual_embeddings(
