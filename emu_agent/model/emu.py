@@ -69,7 +69,7 @@ class EmuModel(nn.Module):
         self.project_down = nn.Linear(config.text.hidden_size, config.vision.width, bias=False)
         self.decoder = decoder
         self.system_message: str | None = SYSTEM_MESSAGE
-        self.video_loader: Any = None  # VideoRef -> VideoFrames; set by the media layer
+        self.video_loader: Any = load_video_frames  # VideoRef -> VideoFrames
         self._negative_cache: dict[tuple[str, int], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------ construction
@@ -495,6 +495,15 @@ class EmuModel(nn.Module):
             callback=callback,
         )
         return images[0]
+
+
+DEFAULT_VIDEO_FRAMES = 8  # BAAI's demo samples 8 frames at segment mid-points
+
+
+def load_video_frames(ref: Any, max_frames: int = DEFAULT_VIDEO_FRAMES) -> VideoFrames:
+    """Default ``video_loader``: ``max_frames`` frames of a stored video, spread uniformly, with timestamps."""
+    frames = ref.load_frames(max_frames=max_frames)
+    return VideoFrames([image for _, image in frames], [t for t, _ in frames])
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

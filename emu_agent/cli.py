@@ -1,0 +1,152 @@
+"""The ``emu-agent`` command line. Every command takes ``--json``; progress goes to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from emu_agent.errors import EmuAgentError
+
+__all__ = ["main"]
+
+
+def _progress(message: str, *, quiet: bool) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _load_model(spec: str | None, *, quiet: bool) -> tuple[Any, str]:
+    """A checkpoint folder/file, ``emu-tiny`` when shipped, else the random-weight smoke model."""
+    from emu_agent.model.emu import EmuModel
+    from emu_agent.model.loading import builtin_model_dir
+
+    if spec and spec != "emu-tiny":
+        return EmuModel.from_pretrained(spec), spec
+    if builtin_model_dir("emu-tiny").is_dir():
+        return EmuModel.from_pretrained("emu-tiny"), "emu-tiny"
+    if spec == "emu-tiny":
+        raise EmuAgentError("emu-tiny is not installed in this build; pass --model <checkpoint folder>")
+    from emu_agent.model.random_model import random_emu_model
+
+    _progress(
+        "NOTE: emu-tiny is not shipped yet, so this demo runs a small RANDOM-WEIGHT model. Every stage runs "
+        "for real (EVA encoder, LLaMA, regression, diffusion decoder), but its text and images are noise.",
+        quiet=quiet,
+    )
+    return random_emu_model(seed=0), "random-tiny (random weights)"
+
+
+def _scene(colours: Sequence[tuple[str, tuple[int, int, int], tuple[int, int]]]) -> Any:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 64), "white")
+    draw = ImageDraw.Draw(image)
+    for shape, colour, (cx, cy) in colours:
+        box = (cx - 8, cy - 8, cx + 8, cy + 8)
+        if shape == "circle":
+            draw.ellipse(box, fill=colour)
+        else:
+            draw.rectangle(box, fill=colour)
+    return image
+
+
+def run_demo(out: Path, model_spec: str | None, *, quiet: bool) -> dict[str, Any]:
+    """Describe a scene, answer about it, generate, edit, answer about a clip; write images and a transcript."""
+    from emu_agent.model.prompting import VideoFrames
+
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    model, model_name = _load_model(model_spec, quiet=quiet)
+    scene = _scene([("circle", (220, 20, 20), (10, 10)), ("square", (20, 60, 230), (54, 54))])
+    frames = [_scene([("square", (150, 40, 200), (10 + 11 * i, 32))]) for i in range(4)]
+    steps: list[dict[str, Any]] = []
+
+    def record(title: str, prompt: str, answer: str | None = None, image: Any = None, name: str = "") -> None:
+        entry: dict[str, Any] = {"step": title, "prompt": prompt}
+        if answer is not None:
+            entry["answer"] = answer
+        if image is not None:
+            path = out / name
+            image.save(path)
+            entry["image"] = str(path)
+        steps.append(entry)
+        _progress(f"[{len(steps)}/5] {title}", quiet=quiet)
+
+    scene.save(out / "scene.png")
+    ask = {"max_new_tokens": 24}
+    record("describe a scene", "Describe the scene.", model.generate_text([("user", [scene, "Describe the scene."])], **ask))
+    question = "What colour is the circle?"
+    record("answer a question", question, model.generate_text([("user", [scene, question])], **ask))
+    generated = model.generate_image("a red circle at top left", seed=0)
+    record("generate an image", "a red circle at top left", image=generated, name="generated.png")
+    edited = model.generate_image([generated, "make it blue"], seed=0)
+    record("edit it", "make it blue", image=edited, name="edited.png")
+    clip_q = "Where did the square move?"
+    record("answer about a clip", clip_q, model.generate_text([("user", [VideoFrames(frames), clip_q])], **ask))
+
+    transcript = out / "transcript.md"
+    transcript.write_text(_markdown(model_name, steps))
+    return {
+        "model": model_name,
+        "out_dir": str(out),
+        "transcript": str(transcript),
+        "steps": steps,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _markdown(model_name: str, steps: list[dict[str, Any]]) -> str:
+    lines = [f"# emu-agent demo\n\nModel: **{model_name}**\n", "![input scene](scene.png)\n"]
+    for index, step in enumerate(steps, 1):
+        lines.append(f"## {index}. {step['step']}\n\n**Prompt:** {step['prompt']}\n")
+        if "answer" in step:
+            lines.append(f"**Answer:** {step['answer']!r}\n")
+        if "image" in step:
+            lines.append(f"![{step['step']}]({Path(step['image']).name})\n")
+    return "\n".join(lines)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emu-agent", description="A visual assistant SDK on Emu models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="describe, answer, generate, edit and answer about a clip")
+    demo.add_argument("--out", type=Path, default=Path("emu-agent-out"), help="folder for images and transcript")
+    demo.add_argument("--model", default=None, help="emu-tiny or a checkpoint folder/file")
+    demo.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    version = sub.add_parser("version", help="print the version")
+    version.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "version":
+            from emu_agent import __version__
+
+            print(json.dumps({"version": __version__}) if args.json else __version__)
+            return 0
+        result = run_demo(args.out, args.model, quiet=args.json)
+    except EmuAgentError as exc:
+        if args.json:
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for step in result["steps"]:
+            detail = step.get("answer", step.get("image", ""))
+            print(f"{step['step']}: {detail}")
+        print(f"\nWrote images and the transcript to {result['out_dir']} ({result['transcript']})")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
