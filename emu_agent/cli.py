@@ -79,7 +79,11 @@ def run_demo(out: Path, model_spec: str | None, *, quiet: bool) -> dict[str, Any
 
     scene.save(out / "scene.png")
     ask = {"max_new_tokens": 24}
-    record("describe a scene", "Describe the scene.", model.generate_text([("user", [scene, "Describe the scene."])], **ask))
+    record(
+        "describe a scene",
+        "Describe the scene.",
+        model.generate_text([("user", [scene, "Describe the scene."])], **ask),
+    )
     question = "What colour is the circle?"
     record("answer a question", question, model.generate_text([("user", [scene, question])], **ask))
     generated = model.generate_image("a red circle at top left", seed=0)

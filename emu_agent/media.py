@@ -225,9 +225,7 @@ class MediaStore:
             data, label = _read_source(image, name, self.max_image_bytes, "image")
             im, n_frames = self._decode_image(data, label)
         else:
-            raise InputError(
-                f"add_image takes a PIL image, numpy array, path or bytes, not {type(image).__name__}"
-            )
+            raise InputError(f"add_image takes a PIL image, numpy array, path or bytes, not {type(image).__name__}")
         png = _encode_png(_to_rgb(im, label))
         sha = _sha256(png)
         self._write_once(sha, "png", png)
@@ -267,9 +265,7 @@ class MediaStore:
                 im.seek(0)
                 im.load()  # full decode, so truncation shows up here
         except Image.DecompressionBombError as exc:
-            raise MediaError(
-                f"{label} is too large to decode safely (decompression bomb guard): {exc}"
-            ) from exc
+            raise MediaError(f"{label} is too large to decode safely (decompression bomb guard): {exc}") from exc
         except Image.UnidentifiedImageError as exc:
             raise MediaError(f"{label} is not a readable image (unknown or corrupt format)") from exc
         except _PIL_DECODE_ERRORS as exc:
@@ -352,9 +348,7 @@ class MediaStore:
         self._write_once(sha, ext, data)
         return VideoRef(sha256=sha, size_bytes=len(data), derived_from=parent, **info).bind(self)
 
-    def load_video_frames(
-        self, ref: VideoRef | str, max_frames: int | None = None
-    ) -> list[tuple[float, Image.Image]]:
+    def load_video_frames(self, ref: VideoRef | str, max_frames: int | None = None) -> list[tuple[float, Image.Image]]:
         """Decode a stored video into ``(timestamp_seconds, RGB PIL image)`` pairs, in order.
 
         With ``max_frames``, at most that many frames are returned, spread evenly over the whole clip (first
@@ -499,9 +493,7 @@ def _to_rgb(im: Image.Image, label: str) -> Image.Image:
     if mode in _INT_MODES:
         # 16/32-bit integer pixels are read as 0..65535 and scaled to 0..255.
         arr = np.asarray(im).astype(np.float64)
-        return Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8), mode="L").convert(
-            "RGB"
-        )
+        return Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8), mode="L").convert("RGB")
     if mode == "F":
         # Float pixels follow Pillow's own convention: 0..255, clipped; NaN -> 0.
         arr = np.nan_to_num(np.asarray(im), nan=0.0)

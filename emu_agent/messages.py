@@ -140,13 +140,9 @@ class Message(BaseModel):
     def _check_roles(self) -> Self:
         for part in self.parts:
             if isinstance(part, ToolCallPart) and self.role != "assistant":
-                raise ValueError(
-                    f"tool call {part.name!r} in a {self.role!r} message; only 'assistant' may call"
-                )
+                raise ValueError(f"tool call {part.name!r} in a {self.role!r} message; only 'assistant' may call")
             if isinstance(part, ToolResultPart) and self.role != "tool":
-                raise ValueError(
-                    f"tool result {part.name!r} in a {self.role!r} message; use a 'tool' message"
-                )
+                raise ValueError(f"tool result {part.name!r} in a {self.role!r} message; use a 'tool' message")
             if self.role == "tool" and not isinstance(part, ToolResultPart):
                 raise ValueError(f"a 'tool' message holds only tool results, got a {part.type!r} part")
         return self
@@ -161,9 +157,7 @@ class Message(BaseModel):
             InputError: an item of an unsupported type, or a part the role can't hold.
         """
         try:
-            return cls(
-                role=role, parts=[_coerce_item(item, allow_video=True, strict=True) for item in content]
-            )
+            return cls(role=role, parts=[_coerce_item(item, allow_video=True, strict=True) for item in content])
         except ValidationError as exc:
             reasons = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
             raise InputError(f"can't build a {role!r} message: {reasons}") from exc
@@ -239,7 +233,6 @@ def _coerce_item(item: Any, *, allow_video: bool, strict: bool = False) -> Any:
         return VideoPart(video=item)
     if strict and not isinstance(item, _PartBase):
         raise InputError(
-            "message content must be str, ImageRef, VideoRef or a part, "
-            f"not {type(item).__name__}: {item!r:.80}"
+            f"message content must be str, ImageRef, VideoRef or a part, not {type(item).__name__}: {item!r:.80}"
         )
     return item

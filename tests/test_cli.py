@@ -38,6 +38,9 @@ def test_demo_reports_a_bad_model_path_as_json(tmp_path: Path, capsys) -> None:
 
 def test_console_script_version() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "emu_agent.cli", "version", "--json"], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "emu_agent.cli", "version", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     assert json.loads(out)["version"]

@@ -54,9 +54,7 @@ def png_with_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def write_clip(
-    path: Path, codec: str = "libx264", n_frames: int = 25, fps: int = 25, size: int = 64
-) -> list[int]:
+def write_clip(path: Path, codec: str = "libx264", n_frames: int = 25, fps: int = 25, size: int = 64) -> list[int]:
     """Write a clip whose frame i is a flat grey of level 10 * i; returns the levels."""
     import av
 
@@ -549,9 +547,7 @@ def test_video_derived_from(store: MediaStore, clip: Path) -> None:
         ("text", "not a readable video"),
     ],
 )
-def test_bad_videos_name_the_file(
-    store: MediaStore, clip: Path, tmp_path: Path, kind: str, match: str
-) -> None:
+def test_bad_videos_name_the_file(store: MediaStore, clip: Path, tmp_path: Path, kind: str, match: str) -> None:
     data = {
         "empty": b"",
         "garbage": np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
@@ -574,9 +570,7 @@ def test_video_limits(tmp_path: Path, clip: Path) -> None:
         MediaStore(tmp_path / "b", max_video_bytes=100).add_video(clip)
 
 
-def test_missing_pyav_names_the_pip_line(
-    store: MediaStore, clip: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_pyav_names_the_pip_line(store: MediaStore, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "av", None)
     with pytest.raises(MissingDependencyError, match="pip install av"):
         store.add_video(clip)

@@ -51,9 +51,7 @@ def every_part_conversation() -> list[Message]:
         Message.user("Compare", a, "with", b, video_ref(), "please"),
         Message.assistant(
             "Let me edit it.",
-            ToolCallPart(
-                id="call_1", name="edit_image", arguments={"image": a.sha256, "prompt": "add a hat"}
-            ),
+            ToolCallPart(id="call_1", name="edit_image", arguments={"image": a.sha256, "prompt": "add a hat"}),
         ),
         Message.tool(
             ToolResultPart(tool_call_id="call_1", name="edit_image", content=["done", b]),

@@ -35,7 +35,14 @@ _INERT_VISION_FIELDS: dict[str, Any] = {
     "init_value": None,
 }
 # CLIPVisionCfg fields with no effect at inference (training-only, or switches between equal kernels).
-_IGNORED_VISION_FIELDS = {"eva_model_name", "drop_path_rate", "xattn", "pt_hw_seq_len", "intp_freq", "fusedLN"}
+_IGNORED_VISION_FIELDS = {
+    "eva_model_name",
+    "drop_path_rate",
+    "xattn",
+    "pt_hw_seq_len",
+    "intp_freq",
+    "fusedLN",
+}
 
 
 def _known_kwargs(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -84,8 +91,7 @@ class VisionConfig:
             side = math.isqrt(n)
             if n < 1 or side * side != n or self.grid_size % side:
                 raise ConfigError(
-                    f"{name}={n} must be a square whose side divides the {self.grid_size}x{self.grid_size} "
-                    "patch grid"
+                    f"{name}={n} must be a square whose side divides the {self.grid_size}x{self.grid_size} patch grid"
                 )
 
     @classmethod

@@ -106,9 +106,7 @@ class EmuDecoder(torch.nn.Module):
             if not sched_files:
                 raise ModelLoadError(f"{folder / 'scheduler'} has no scheduler_config.json")
             scheduler = _scheduler_from_config(json.loads(sched_files[0].read_text()))
-            unet = UNet2DConditionModel.from_pretrained(
-                folder / "unet", torch_dtype=dtype, use_safetensors=True
-            )
+            unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=dtype, use_safetensors=True)
             vae = None
             if (folder / "vae").is_dir():
                 vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype, use_safetensors=True)
@@ -237,9 +235,7 @@ class EmuDecoder(torch.nn.Module):
         if self.unet.config.addition_embed_type == "text_time":
             time_ids = [*original_size, *crops_coords_top_left, height, width]
             cond["text_embeds"] = embeddings.mean(dim=1)  # (B, w)
-            cond["time_ids"] = torch.tensor(
-                [time_ids] * embeddings.shape[0], device=embeddings.device
-            )  # (B, 6)
+            cond["time_ids"] = torch.tensor([time_ids] * embeddings.shape[0], device=embeddings.device)  # (B, 6)
         return cond
 
     def predict_noise(self, model_input: Tensor, t: Tensor, cond: dict[str, Tensor]) -> Tensor:

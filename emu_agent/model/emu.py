@@ -94,7 +94,13 @@ class EmuModel(nn.Module):
         from emu_agent.model.loading import load_model
 
         return load_model(
-            cls, path_or_name, config=config, dtype=dtype, device=device, device_map=device_map, tokenizer=tokenizer
+            cls,
+            path_or_name,
+            config=config,
+            dtype=dtype,
+            device=device,
+            device_map=device_map,
+            tokenizer=tokenizer,
         )
 
     @classmethod
@@ -358,10 +364,11 @@ class EmuModel(nn.Module):
             ids.append(token)
             text = tokenizer.decode(ids, skip_special_tokens=options.skip_special_tokens)
             text, stopped = _cut_at_stop(text, options.stop)
-            if stopped or not text.endswith("\ufffd"):  # hold back incomplete multi-byte pieces
-                if len(text) > len(emitted):
-                    yield text[len(emitted) :]
-                    emitted = text
+            # hold back incomplete multi-byte pieces; emit only once the text extends what was sent
+            ready = stopped or not text.endswith("\ufffd")
+            if ready and len(text) > len(emitted) and text.startswith(emitted):
+                yield text[len(emitted) :]
+                emitted = text
             if stopped:
                 break
 
@@ -395,9 +402,7 @@ class EmuModel(nn.Module):
         return regressed
 
     @torch.no_grad()
-    def batch_regress_visual_embeddings(
-        self, prompts: Sequence[Prompt], *, n_query: int | None = None
-    ) -> torch.Tensor:
+    def batch_regress_visual_embeddings(self, prompts: Sequence[Prompt], *, n_query: int | None = None) -> torch.Tensor:
         """:meth:`regress_visual_embeddings` for a left-padded batch: (B, n_query, width)."""
         from transformers import DynamicCache
 
@@ -405,7 +410,9 @@ class EmuModel(nn.Module):
         vision = self.config.vision
         plans = []
         for prompt in prompts:
-            plan = plan_interleaved(prompt, n_query=vision.n_query, v_query=vision.v_query, video_loader=self.video_loader)
+            plan = plan_interleaved(
+                prompt, n_query=vision.n_query, v_query=vision.v_query, video_loader=self.video_loader
+            )
             plan.text += "[IMG]"
             plans.append(plan)
         embeds, mask, _ = self.embed_plans(plans)  # (B, L, H)
@@ -488,9 +495,9 @@ class EmuModel(nn.Module):
             height=height or (defaults.default_height if defaults else 1024),
             width=width or (defaults.default_width if defaults else 1024),
             num_inference_steps=num_inference_steps or (defaults.default_num_inference_steps if defaults else 50),
-            guidance_scale=guidance_scale if guidance_scale is not None else (
-                defaults.default_guidance_scale if defaults else 3.0
-            ),
+            guidance_scale=guidance_scale
+            if guidance_scale is not None
+            else (defaults.default_guidance_scale if defaults else 3.0),
             generator=generator,
             callback=callback,
         )

@@ -90,9 +90,7 @@ def _is_video(item: Any) -> bool:
     return isinstance(item, VideoFrames) or type(item).__name__ == "VideoRef"
 
 
-def plan_interleaved(
-    items: str | Sequence[Any], *, n_query: int, v_query: int, video_loader: Any = None
-) -> PromptPlan:
+def plan_interleaved(items: str | Sequence[Any], *, n_query: int, v_query: int, video_loader: Any = None) -> PromptPlan:
     """Plain concatenation, as Emu2 (base) and Emu2-Gen take prompts: no system text, no roles.
 
     ``video_loader`` turns a ``VideoRef`` into :class:`VideoFrames` (the model passes its own).

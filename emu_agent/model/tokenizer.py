@@ -246,9 +246,7 @@ class EmuTokenizer:
     user_token_id: int | None
     assistant_token_id: int | None
 
-    def __init__(
-        self, backend: _Backend, *, instruct: bool, extra_special_tokens: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, backend: _Backend, *, instruct: bool, extra_special_tokens: Sequence[str] = ()) -> None:
         """Internal; use :meth:`from_pretrained` or :meth:`train`."""
         self._backend = backend
         self.instruct = bool(instruct)
@@ -380,9 +378,7 @@ class EmuTokenizer:
         wanted = _added_token_list(instruct, extras)
         missing = [t for t in wanted if t not in present]
         unexpected = [
-            t
-            for t in (*EMU2_CHAT_TOKENS, *sidecar.get("extra_special_tokens", []))
-            if t in present and t not in wanted
+            t for t in (*EMU2_CHAT_TOKENS, *sidecar.get("extra_special_tokens", [])) if t in present and t not in wanted
         ]
         if missing or unexpected:
             raise ConfigError(
@@ -422,16 +418,12 @@ class EmuTokenizer:
             raise InputError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
         n_reserved = len(CONTROL_TOKENS) + len(BYTE_TOKENS)
         if vocab_size <= n_reserved:
-            raise InputError(
-                f"vocab_size must be larger than {n_reserved} (control + byte pieces), got {vocab_size}"
-            )
+            raise InputError(f"vocab_size must be larger than {n_reserved} (control + byte pieces), got {vocab_size}")
         if isinstance(texts, str):
             raise InputError("texts must be an iterable of strings, not a single str")
         extras = _check_extra_tokens(extra_special_tokens)
         added = _added_token_list(instruct, extras)
-        splitter = re.compile(
-            "|".join(re.escape(s) for s in sorted({*added, *CONTROL_TOKENS}, key=len, reverse=True))
-        )
+        splitter = re.compile("|".join(re.escape(s) for s in sorted({*added, *CONTROL_TOKENS}, key=len, reverse=True)))
 
         def corpus() -> Iterable[str]:
             for text in texts:
@@ -538,9 +530,7 @@ class EmuTokenizer:
                 ids.extend(encode_chunk(part))
         return ids
 
-    def batch_encode(
-        self, texts: Sequence[str], *, add_bos: bool = True
-    ) -> tuple[list[list[int]], list[list[int]]]:
+    def batch_encode(self, texts: Sequence[str], *, add_bos: bool = True) -> tuple[list[list[int]], list[list[int]]]:
         """Encode several texts and left-pad them to the longest with ``pad_token_id``.
 
         Returns:
@@ -573,9 +563,7 @@ class EmuTokenizer:
             InputError: an id that is not an int or outside the vocabulary.
         """
         tokens = [
-            self._id_to_token(i)
-            for i in self._check_ids(ids)
-            if not (skip_special_tokens and i in self._special_ids)
+            self._id_to_token(i) for i in self._check_ids(ids) if not (skip_special_tokens and i in self._special_ids)
         ]
         sub_texts: list[str] = []
         current: list[str] = []

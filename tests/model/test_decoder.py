@@ -97,8 +97,7 @@ def test_matches_reference(decoders: dict[str, EmuDecoder], reference: dict, run
     names = ["init_latents", "final_latents", "decoded_float"]
     for i in range(STEPS):
         names += [
-            f"step{i}.{n}"
-            for n in ("timestep", "latent_model_input", "unet_out", "guided_noise_pred", "latents_after")
+            f"step{i}.{n}" for n in ("timestep", "latent_model_input", "unet_out", "guided_noise_pred", "latents_after")
         ]
     for name in names:
         ours, theirs = trace[name].float(), reference[f"{run}.{name}"]
@@ -157,10 +156,7 @@ def test_seed_reproducibility_and_batch(decoders: dict[str, EmuDecoder], referen
 
     a, b, c = sample(5, ehs[:1]), sample(5, ehs[:1]), sample(6, ehs[:1])
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    assert (
-        np.asarray(sample(5, ehs[:1], "pil")[0]).tobytes()
-        == np.asarray(sample(5, ehs[:1], "pil")[0]).tobytes()
-    )
+    assert np.asarray(sample(5, ehs[:1], "pil")[0]).tobytes() == np.asarray(sample(5, ehs[:1], "pil")[0]).tobytes()
     # batch of 2 (negative broadcast from batch 1): row 0 is the batch-1 sample with the same first noise draw
     cond2 = torch.cat([ehs[:1], reference["gen_autoencode.encoder_hidden_states"][:1]])
     steps: list[tuple[int, int]] = []
@@ -180,9 +176,12 @@ def test_seed_reproducibility_and_batch(decoders: dict[str, EmuDecoder], referen
     np.testing.assert_allclose(batch[0], a[0], atol=1e-4)  # noise row 0 identical, per-row conditioning
     assert np.abs(batch[0] - batch[1]).max() > 1e-3
     # latents / pt outputs
-    assert dec.decode(
-        ehs[:1], ehs[1:], height=32, width=96, num_inference_steps=1, output_type="latent"
-    ).shape == (1, 4, 4, 12)
+    assert dec.decode(ehs[:1], ehs[1:], height=32, width=96, num_inference_steps=1, output_type="latent").shape == (
+        1,
+        4,
+        4,
+        12,
+    )
     pt = dec.decode(ehs[:1], guidance_scale=1.0, height=32, width=32, num_inference_steps=1, output_type="pt")
     assert pt.shape == (1, 3, 32, 32) and pt.min() >= 0 and pt.max() <= 1
 
@@ -230,9 +229,7 @@ TINY_UNET = {
 @pytest.fixture
 def tiny(gen_config: dict) -> EmuDecoder:
     torch.manual_seed(0)
-    return EmuDecoder(
-        UNet2DConditionModel(**TINY_UNET), EulerDiscreteScheduler.from_config(gen_config["scheduler"])
-    )
+    return EmuDecoder(UNet2DConditionModel(**TINY_UNET), EulerDiscreteScheduler.from_config(gen_config["scheduler"]))
 
 
 def test_pixel_space_tiny_decoder_runs_and_trains(tiny: EmuDecoder) -> None:

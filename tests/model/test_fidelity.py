@@ -60,7 +60,11 @@ def test_visual_features_match_reference(models: dict[str, Any], ref: Any, varia
         encoded = model.encode_images(images)
         assert encoded.shape == (3, nq, model.config.vision.width)
         _close(encoded, vision[f"{variant}.encode_image.images.nq{nq}"], ref.VISION_ATOL)
-        _close(model.encode_images(frames, n_query=vq), vision[f"{variant}.encode_image.frames.nq{vq}"], ref.VISION_ATOL)
+        _close(
+            model.encode_images(frames, n_query=vq),
+            vision[f"{variant}.encode_image.frames.nq{vq}"],
+            ref.VISION_ATOL,
+        )
         _close(model.project_up(encoded), vision[f"{variant}.project_up.images.nq{nq}"], ref.LM_ATOL)
 
 
@@ -163,9 +167,7 @@ def test_gen_conditioning_latents_and_image(emu2_gen: Any, ref: Any, run: str) -
     _close(trace["final_latents"], gen[f"{run}.final_latents"], ref.STEP_ATOL)
     _close(trace["decoded_float"], gen[f"{run}.decoded_float"], ref.DECODED_ATOL)
 
-    image = emu2_gen.generate_image(
-        prompt, seed=seed, height=64, width=64, num_inference_steps=3, guidance_scale=3.0
-    )
+    image = emu2_gen.generate_image(prompt, seed=seed, height=64, width=64, num_inference_steps=3, guidance_scale=3.0)
     ours = np.asarray(image).astype(int)
     expected = gen[f"{run}.image_uint8"].numpy().astype(int)
     assert np.abs(ours - expected).max() <= 1

@@ -105,7 +105,9 @@ def test_messages_use_the_chat_template(emu2_chat: Any, tmp_path: Path) -> None:
     plan = emu2_chat.plan(messages)
     nq = emu2_chat.config.vision.n_query
     assert plan.text == (
-        "Be brief. [USER]: [IMG]" + "<image>" * nq + "[/IMG]What colour? [ASSISTANT]: Red.</s>[USER]: Sure? [ASSISTANT]:"
+        "Be brief. [USER]: [IMG]"
+        + "<image>" * nq
+        + "[/IMG]What colour? [ASSISTANT]: Red.</s>[USER]: Sure? [ASSISTANT]:"
     )
     assert plan.images == [ref]
     assert isinstance(emu2_chat.generate_text(messages, max_new_tokens=3), str)

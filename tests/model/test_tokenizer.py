@@ -56,9 +56,7 @@ def test_reference_decode(llama_tokenizers: dict[str, EmuTokenizer], case: dict)
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("case", BATCH_CASES, ids=[c["name"] for c in BATCH_CASES])
-def test_reference_batch_left_padding(
-    llama_tokenizers: dict[str, EmuTokenizer], variant: str, case: dict
-) -> None:
+def test_reference_batch_left_padding(llama_tokenizers: dict[str, EmuTokenizer], variant: str, case: dict) -> None:
     ids, mask = llama_tokenizers[variant].batch_encode(case["texts"])
     assert ids == case[f"input_ids_{variant}"]
     assert mask == case[f"attention_mask_{variant}"]
@@ -137,9 +135,7 @@ def test_long_prompt_is_fast(llama_tokenizers: dict[str, EmuTokenizer]) -> None:
     import time
 
     tok = llama_tokenizers["emu2_chat"]
-    text = (
-        "[USER]: [IMG]" + "<image>" * 256 + "[/IMG] describe the picture in detail. [ASSISTANT]: ok"
-    ) * 100
+    text = ("[USER]: [IMG]" + "<image>" * 256 + "[/IMG] describe the picture in detail. [ASSISTANT]: ok") * 100
     start = time.perf_counter()
     ids = tok.encode(text)
     assert time.perf_counter() - start < 2.0
