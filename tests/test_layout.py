@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 
 import emu_agent
 
@@ -12,7 +13,10 @@ HEAVY = ("torch", "transformers", "diffusers", "chromadb", "langchain_core", "ac
 
 
 def _run(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    # run outside the repo: `python -c` puts the cwd first on sys.path, which would shadow the installed package
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tempfile.gettempdir()
+    ).stdout
 
 
 def test_mapped_subpackages_and_no_bare_top_level_names() -> None:
