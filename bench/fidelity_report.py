@@ -195,10 +195,11 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         "# Fidelity against BAAI's reference code\n\n"
-        "Tiny-size weights in every BAAI layout, loaded through `EmuModel.from_pretrained` and computed in float32 on CPU,\n"
-        "compared with outputs computed by BAAI's own Emu2 code (`tests/fixtures/emu2-reference/`). Bounds asserted in\n"
-        "`tests/model/test_fidelity.py`: ids exact; vision 2e-5; embeddings, logits, regression 1e-5; diffusion steps 5e-4;\n"
-        "decoded image 1e-4; uint8 image within one level.\n\n"
+        "Tiny-size weights in every BAAI layout, loaded through `EmuModel.from_pretrained` and computed in\n"
+        "float32 on CPU, compared with outputs computed by BAAI's own Emu2 code\n"
+        "(`tests/fixtures/emu2-reference/`). Bounds asserted in `tests/model/test_fidelity.py`: ids exact;\n"
+        "vision 2e-5; embeddings, logits, regression 1e-5; diffusion steps 5e-4; decoded image 1e-4;\n"
+        "uint8 image within one level.\n\n"
         f"Command: `python bench/fidelity_report.py` (torch {torch.__version__}).\n\n" + "\n".join(lines) + "\n"
     )
     print("\n".join(lines), file=sys.stdout)

@@ -43,5 +43,6 @@ def test_console_script_version() -> None:
         check=True,
         capture_output=True,
         text=True,
+        cwd=tempfile.gettempdir(),  # outside the repo, so the installed package is what runs
     ).stdout
     assert json.loads(out)["version"]
