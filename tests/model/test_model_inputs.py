@@ -138,3 +138,28 @@ def test_config_roundtrip_and_validation(tmp_path: Path) -> None:
         TextConfig.from_llama({"hidden_size": 8, "bogus": 1})
     with pytest.raises(ConfigError, match="rope=True"):
         VisionConfig.from_baai({"width": 56, "rope": True})
+
+
+def test_stored_video_enters_as_frames(emu2_chat: Any, tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 10 * i, dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    ref = MediaStore(tmp_path / "media").add_video(path)
+    plan = emu2_chat.plan([("user", [ref, "What happened?"])])
+    assert len(plan.frames) == 8  # the default loader samples 8 frames, as BAAI's demo does
+    vq = emu2_chat.config.vision.v_query
+    assert plan.text.count("[gIMG]") == 8 * vq and "[VIDEO]" in plan.text
+    levels = [int(np.asarray(f).mean()) for f in plan.frames]
+    assert levels == sorted(levels) and levels[-1] > levels[0]  # in time order
+    assert isinstance(emu2_chat.generate_text([("user", [ref, "What happened?"])], max_new_tokens=2), str)
