@@ -388,6 +388,7 @@ class EmuModel(nn.Module):
             return self._regress_without_cache(prompt, n_query or self.config.vision.n_query)
         return self.batch_regress_visual_embeddings([prompt], n_query=n_query)
 
+    @torch.no_grad()
     def _regress_without_cache(self, prompt: Prompt, n_query: int) -> torch.Tensor:
         vision = self.config.vision
         plan = plan_interleaved(prompt, n_query=vision.n_query, v_query=vision.v_query, video_loader=self.video_loader)

@@ -381,6 +381,8 @@ def load_model(
 
 
 def _load_decoder(resolved: _Resolved, config: EmuConfig, dtype: torch.dtype) -> Any:
+    if resolved.decoder_folder is None and not resolved.decoder_state:
+        return None  # no decoder: don't import diffusers at all
     from emu_agent.model.config import DecoderConfig
     from emu_agent.model.decoder import EmuDecoder
 
