@@ -28,6 +28,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import Tensor
 
 from emu_agent.errors import InputError, ModelLoadError
+from emu_agent.model.state_keys import key_mismatches, name_list
 
 __all__ = ["EmuDecoder"]
 
@@ -43,34 +44,15 @@ def _scheduler_from_config(config: Mapping[str, Any]) -> Any:
     return cls.from_config(dict(config))
 
 
-def _key_list(keys: list[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown}{f', ... ({len(keys)} in all)' if len(keys) > limit else ''}"
-
-
 def _load_meta(module: torch.nn.Module, state: dict[str, Tensor], what: str) -> None:
     """Load ``state`` into a meta-device ``module`` by assignment (no second copy); strict with names."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
-        if state[k].shape != expected[k].shape
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_key_list([f'{what}.{k}' for k in missing])}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_key_list([f'{what}.{k}' for k in unexpected])}")
-    if misshaped:
-        problems.append(f"mis-shaped keys: {_key_list([f'{what}.{k}' for k in misshaped])}")
+    problems = key_mismatches(module.state_dict(), state, prefix=f"{what}.")
     if problems:
         raise ModelLoadError(f"{what} state dict does not fit its config; " + "; ".join(problems))
     module.load_state_dict(state, strict=True, assign=True)
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if left:
-        raise ModelLoadError(f"{what} tensors left uninitialised: {_key_list(left)}")
+        raise ModelLoadError(f"{what} tensors left uninitialised: {name_list(left)}")
 
 
 class EmuDecoder(torch.nn.Module):
@@ -144,7 +126,7 @@ class EmuDecoder(torch.nn.Module):
         if vae_config is None and parts["vae"]:
             stray += [f"vae.{k}" for k in parts["vae"]]
         if stray:
-            raise ModelLoadError(f"unexpected keys in the decoder state dict: {_key_list(sorted(stray))}")
+            raise ModelLoadError(f"unexpected keys in the decoder state dict: {name_list(sorted(stray))}")
         try:
             with torch.device("meta"):
                 unet = UNet2DConditionModel.from_config(dict(unet_config))

@@ -35,6 +35,7 @@ import torch
 
 from emu_agent.errors import ConfigError, DeviceError, ModelLoadError
 from emu_agent.model.config import EmuConfig, TextConfig, VisionConfig
+from emu_agent.model.state_keys import key_mismatches, name_list
 
 if TYPE_CHECKING:
     from emu_agent.model.emu import EmuModel
@@ -146,7 +147,7 @@ def _read_sharded(folder: Path, index_name: str) -> dict[str, torch.Tensor]:
         state.update(_read_weights_file(shard_path))
     missing = sorted(set(weight_map) - set(state))
     if missing:
-        raise ModelLoadError(f"keys listed in {index_path} are absent from the shards: {_names(missing)}")
+        raise ModelLoadError(f"keys listed in {index_path} are absent from the shards: {name_list(missing)}")
     return state
 
 
@@ -158,11 +159,6 @@ def _read_folder_weights(folder: Path, stem: str) -> dict[str, torch.Tensor]:
     if single.is_file():
         return _read_safetensors(single)
     raise ModelLoadError(f"no {stem}.safetensors (or sharded index) in {folder}")
-
-
-def _names(keys: list[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 # ------------------------------------------------------------------------------------------------ key maps
@@ -201,7 +197,7 @@ def _split_gen(state: Mapping[str, torch.Tensor], report: LoadReport) -> tuple[d
         report.skipped["safety_checker"] = len(skipped)
     other = [k for k in state if not k.startswith(("multimodal_encoder.", "unet.", "vae.", "safety_checker."))]
     if other:
-        raise ModelLoadError(f"unexpected keys in the Emu2-Gen file: {_names(sorted(other))}")
+        raise ModelLoadError(f"unexpected keys in the Emu2-Gen file: {name_list(sorted(other))}")
     return encoder, decoder
 
 
@@ -296,20 +292,7 @@ def _resolve(path: Path) -> _Resolved:
 
 def _check_keys(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_names(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_names(unexpected)}")
-    if shapes:
-        problems.append(f"mis-shaped keys (checkpoint != model): {_names(shapes)}")
+    problems = key_mismatches(expected, state)
     if problems:
         raise ModelLoadError(f"checkpoint {source} does not fit the model config; " + "; ".join(problems))
 
