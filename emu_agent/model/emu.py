@@ -70,7 +70,7 @@ class EmuModel(nn.Module):
         self.decoder = decoder
         self.system_message: str | None = SYSTEM_MESSAGE
         self.video_loader: Any = load_video_frames  # VideoRef -> VideoFrames
-        self._negative_cache: dict[tuple[str, int], torch.Tensor] = {}
+        self._negative_cache: dict[tuple[str, str, torch.dtype], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -193,6 +193,12 @@ class EmuModel(nn.Module):
             raise PromptError(f"a prompt must be a str, an interleaved list or messages; got {type(prompt).__name__}")
         return plan_interleaved(prompt, n_query=vision.n_query, v_query=vision.v_query, video_loader=self.video_loader)
 
+    def _regression_plan(self, prompt: Prompt) -> PromptPlan:
+        """Emu2-Gen's prompt for regression: the plain interleaved prompt followed by ``[IMG]``."""
+        plan = self.plan(prompt, chat=False)
+        plan.text += "[IMG]"
+        return plan
+
     def _fill_slots(self, embeds: torch.Tensor, ids: torch.Tensor, token_id: int, media: list[Any], nq: int) -> None:
         slots = ids == token_id  # (B, L)
         count = int(slots.sum())
@@ -231,7 +237,7 @@ class EmuModel(nn.Module):
     def _prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:
         from transformers import DynamicCache
 
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # (B, L)
+        positions = _position_ids(mask)  # (B, L)
         cache = DynamicCache()
         out = self.lm(
             inputs_embeds=embeds,
@@ -391,8 +397,7 @@ class EmuModel(nn.Module):
     @torch.no_grad()
     def _regress_without_cache(self, prompt: Prompt, n_query: int) -> torch.Tensor:
         vision = self.config.vision
-        plan = plan_interleaved(prompt, n_query=vision.n_query, v_query=vision.v_query, video_loader=self.video_loader)
-        plan.text += "[IMG]"
+        plan = self._regression_plan(prompt)
         prefix, mask, _ = self.embed_plans([plan])  # (1, L, H)
         regressed = prefix.new_zeros(1, 0, vision.width)  # (1, k, width)
         for k in range(n_query):
@@ -408,16 +413,8 @@ class EmuModel(nn.Module):
         from transformers import DynamicCache
 
         n_query = n_query or self.config.vision.n_query
-        vision = self.config.vision
-        plans = []
-        for prompt in prompts:
-            plan = plan_interleaved(
-                prompt, n_query=vision.n_query, v_query=vision.v_query, video_loader=self.video_loader
-            )
-            plan.text += "[IMG]"
-            plans.append(plan)
-        embeds, mask, _ = self.embed_plans(plans)  # (B, L, H)
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        embeds, mask, _ = self.embed_plans([self._regression_plan(p) for p in prompts])  # (B, L, H)
+        positions = _position_ids(mask)
         cache = DynamicCache()
         outputs = []
         inputs, step_positions = embeds, positions
@@ -438,8 +435,8 @@ class EmuModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ images
     def _negative_embeddings(self, negative_prompt: Prompt | None) -> torch.Tensor:
-        key = (repr(negative_prompt) if negative_prompt is not None else "", id(self.lm))
         if negative_prompt is None or isinstance(negative_prompt, str):
+            key = (negative_prompt or "", str(self.device), self.dtype)
             cached = self._negative_cache.get(key)
             if cached is None:
                 cached = self.regress_visual_embeddings(negative_prompt or "")
@@ -512,6 +509,11 @@ def load_video_frames(ref: Any, max_frames: int = DEFAULT_VIDEO_FRAMES) -> Video
     """Default ``video_loader``: ``max_frames`` frames of a stored video, spread uniformly, with timestamps."""
     frames = ref.load_frames(max_frames=max_frames)
     return VideoFrames([image for _, image in frames], [t for t, _ in frames])
+
+
+def _position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as ``generate`` derives them: (B, L)."""
+    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from emu_agent.errors import ConfigError, DeviceError, ModelLoadError
-from emu_agent.model.config import EmuConfig, TextConfig, VisionConfig
+from emu_agent.model.config import EmuConfig
 from emu_agent.model.state_keys import key_mismatches, name_list
 
 if TYPE_CHECKING:
@@ -152,9 +152,9 @@ def _read_sharded(folder: Path, index_name: str) -> dict[str, torch.Tensor]:
 
 
 def _read_folder_weights(folder: Path, stem: str) -> dict[str, torch.Tensor]:
-    for index_name in (f"{stem}.safetensors.index.json",):
-        if (folder / index_name).is_file():
-            return _read_sharded(folder, index_name)
+    index_name = f"{stem}.safetensors.index.json"
+    if (folder / index_name).is_file():
+        return _read_sharded(folder, index_name)
     single = folder / f"{stem}.safetensors"
     if single.is_file():
         return _read_safetensors(single)
@@ -433,6 +433,3 @@ def save_model(model: EmuModel, directory: str | os.PathLike[str]) -> None:
         model.tokenizer.save_pretrained(folder)
     if model.decoder is not None:
         model.decoder.save_pretrained(folder / "decoder")
-
-
-__all__ += ["TextConfig", "VisionConfig"]
