@@ -1,0 +1,1 @@
+"""The agent: a tool-using loop over interleaved text, image and video conversations."""
