@@ -332,8 +332,12 @@ class EmuDecoder(torch.nn.Module):
         generator: torch.Generator | None = None,
         original_size: tuple[int, int] = (1024, 1024),
         crops_coords_top_left: tuple[int, int] = (0, 0),
+        pixel_weights: Tensor | None = None,
     ) -> Tensor:
         """Diffusion training loss (MSE to the scheduler's prediction target) for (image, embeddings) pairs.
+
+        ``pixel_weights`` (B, 1, h, w), optional, weights the squared error per position (e.g. to stress small
+        objects on a plain background); the loss is then normalised by the weights' sum.
 
         ``pixel_values`` (B, 3, H, W) in [-1, 1]; ``embeddings`` (B, n_query, width). Encoded with the VAE
         (latent sample * scaling_factor) if there is one, else used in pixel space. Timesteps are uniform in
@@ -368,8 +372,13 @@ class EmuDecoder(torch.nn.Module):
             target = noise
         elif prediction_type == "v_prediction":
             target = a * noise - s * x0
+        elif prediction_type in ("sample", "original_sample"):
+            target = x0
         else:
             raise InputError(f"unsupported prediction_type {prediction_type!r} for training")
         cond = self.conditioning(embeddings, int(height), int(width), original_size, crops_coords_top_left)
         pred = self.predict_noise(noisy, t, cond)
-        return torch.nn.functional.mse_loss(pred.float(), target.float())
+        if pixel_weights is None:
+            return torch.nn.functional.mse_loss(pred.float(), target.float())
+        squared = (pred.float() - target.float()).pow(2) * pixel_weights.to(pred.device, torch.float32)
+        return squared.sum() / (pixel_weights.sum() * pred.shape[1]).clamp_min(1e-8)

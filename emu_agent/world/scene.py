@@ -16,7 +16,7 @@ import itertools
 import random
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from emu_agent.errors import InputError
@@ -68,24 +68,21 @@ class Scene:
 
     objects: tuple[SceneObject, ...]
     background: str = "white"
-    _cells: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         objects = tuple(sorted(self.objects, key=lambda o: _CELL_INDEX[o.cell]))
         object.__setattr__(self, "objects", objects)
         if not MIN_OBJECTS <= len(objects) <= MAX_OBJECTS:
             raise InputError(f"a scene holds {MIN_OBJECTS} to {MAX_OBJECTS} objects; got {len(objects)}")
-        cells = frozenset(o.cell for o in objects)
-        if len(cells) != len(objects):
+        if len({o.cell for o in objects}) != len(objects):
             raise InputError(f"at most one object per cell; got {[o.cell for o in objects]}")
         if self.background not in BACKGROUNDS:
             raise InputError(f"unknown background {self.background!r}; use one of {list(BACKGROUNDS)}")
-        object.__setattr__(self, "_cells", cells)
 
     @property
     def cells(self) -> frozenset[str]:
         """The occupied cells."""
-        return self._cells
+        return frozenset(o.cell for o in self.objects)
 
     def at(self, cell: str) -> SceneObject | None:
         """The object in ``cell``, or None."""

@@ -1,0 +1,85 @@
+"""Tool-calling scores for ``emu-agent eval``: validity of the model's own tool calls, and routing.
+
+Every assistant turn of held-out agent dialogues (eval-only phrasings and held-out compositions included) is
+generated greedily, without any decoding constraint, so the scores measure the model itself:
+
+- ``tool_call_validity``: of the turns where the model wrote a tool call, the share whose every
+  ``<tool_call>`` block parses as ``{"name", "arguments"}``, names a built-in tool and validates against its
+  input model. (The agent's constrained decoder makes this 100% by construction; this is the model alone.)
+- ``tool_routing``: the share of turns where the model chose what the dialogue needs: the right tool, or no
+  tool for a final or plain answer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+from emu_agent.model.message_rendering import TOOL_CALL_END, TOOL_CALL_START
+from emu_agent.world.report import TaskScore
+
+__all__ = ["parse_tool_calls", "score_tool_calls"]
+
+_CALL = re.compile(re.escape(TOOL_CALL_START) + r"(.*?)" + re.escape(TOOL_CALL_END), re.S)
+
+
+def parse_tool_calls(text: str) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    """``([(name, arguments)...], all_valid)`` for the tool-call blocks in ``text``."""
+    from pydantic import ValidationError
+
+    from emu_agent.tools.inputs import _DESCRIPTIONS
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    valid = True
+    blocks = _CALL.findall(text)
+    if TOOL_CALL_START in text and len(blocks) != text.count(TOOL_CALL_START):
+        valid = False  # an unterminated call
+    for block in blocks:
+        try:
+            payload = json.loads(block)
+            name, arguments = payload["name"], payload["arguments"]
+            _DESCRIPTIONS[name][1].model_validate(arguments)
+        except (ValueError, KeyError, TypeError, ValidationError):
+            valid = False
+            continue
+        calls.append((name, arguments))
+    return calls, valid
+
+
+def score_tool_calls(model: Any, *, seed: int = 0, limit: int = 50, batch_size: int = 16) -> list[TaskScore]:
+    """The two rows, over the assistant turns of ``limit`` held-out dialogues."""
+    from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
+
+    rng = random.Random(f"{seed}:agent")
+    examples = [ex for _ in range(limit) for ex in dialogue_examples(sample_dialogue(rng, split="eval"))]
+    outputs: list[str] = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        prompts = [_with_pixels(ex) for ex in chunk]
+        outputs += model.generate_texts(prompts, max_new_tokens=96, skip_special_tokens=False)
+    routed, valid_flags = [], []
+    for example, output in zip(examples, outputs, strict=True):
+        calls, valid = parse_tool_calls(output)
+        wrote_call = TOOL_CALL_START in output
+        if wrote_call:
+            valid_flags.append(valid)
+        chosen = calls[0][0] if calls else (None if not wrote_call else "<invalid>")
+        routed.append(chosen == example.meta["expected_tool"])
+    validity = sum(valid_flags) / len(valid_flags) if valid_flags else None
+    return [
+        TaskScore("tool_call_validity", len(valid_flags), validity, target=1.0, note="unconstrained decoding"),
+        TaskScore("tool_routing", len(routed), sum(routed) / len(routed) if routed else None, target=0.98),
+    ]
+
+
+def _with_pixels(example: Any) -> list[tuple[str, list[Any]]]:
+    """The dialogue prompt as chat turns, its image refs swapped for the PIL images they stand for."""
+    from emu_agent.model.message_rendering import messages_to_turns
+
+    pil = example.meta["pil_by_sha"]
+    return [
+        (role, [pil.get(getattr(x, "sha256", None), x) for x in items])
+        for role, items in messages_to_turns(example.prompt)
+    ]

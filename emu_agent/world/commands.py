@@ -1,0 +1,97 @@
+"""``emu-agent train-tiny`` and ``emu-agent eval``: train emu-tiny on the scenes world, and score a model on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_eval_command", "add_train_command", "run_eval", "run_train"]
+
+
+def add_train_command(subparsers: Any) -> None:
+    """Register ``train-tiny``."""
+    parser = subparsers.add_parser("train-tiny", help="train emu-tiny on the scenes world (resumable)")
+    parser.add_argument("--run-dir", type=Path, required=True, help="checkpoints of each stage go here")
+    parser.add_argument("--out", type=Path, help="write the assembled model here when all stages are done")
+    parser.add_argument("--stage", choices=["encoder", "decoder", "lm", "all"], default="all")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoder-steps", type=int, default=1100)
+    parser.add_argument("--decoder-steps", type=int, default=1500)
+    parser.add_argument("--lm-steps", type=int, default=2500)
+    parser.add_argument("--lm-batch", type=int, default=32)
+    parser.add_argument("--decoder-batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--time-limit", type=float, help="stop each stage after this many seconds (resumable)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run the chosen stage(s); with ``--out`` assemble the checkpoint."""
+    import torch
+
+    from emu_agent.world.train import TrainConfig, assemble, train_decoder, train_encoder, train_lm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        run_dir=args.run_dir,
+        seed=args.seed,
+        encoder_steps=args.encoder_steps,
+        decoder_steps=args.decoder_steps,
+        lm_steps=args.lm_steps,
+        lm_batch=args.lm_batch,
+        decoder_batch=args.decoder_batch,
+        time_limit_s=args.time_limit,
+        progress=not args.json,
+    )
+    stages = {"encoder": train_encoder, "decoder": train_decoder, "lm": train_lm}
+    chosen = list(stages) if args.stage == "all" else [args.stage]
+    summary: dict[str, Any] = {}
+    for name in chosen:
+        summary[name] = stages[name](config)
+    if args.out:
+        summary["checkpoint"] = str(assemble(args.run_dir, args.out))
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        for name, result in summary.items():
+            print(f"{name}: {result}", file=sys.stderr)
+    return 0
+
+
+def add_eval_command(subparsers: Any) -> None:
+    """Register ``eval``."""
+    parser = subparsers.add_parser("eval", help="score a model on held-out scenes-world tasks")
+    parser.add_argument("--model", default="emu-tiny", help="emu-tiny or a checkpoint folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=50, help="examples per task")
+    parser.add_argument("--tasks", nargs="*", help="only these tasks (default: all, plus tool calling)")
+    parser.add_argument("--out", type=Path, default=Path("eval-report"), help="report.md, report.json, samples.png")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate, write the report files and print a summary."""
+    from emu_agent.model.emu import EmuModel
+    from emu_agent.world.agent_eval import score_tool_calls
+    from emu_agent.world.eval import evaluate
+
+    model = EmuModel.from_pretrained(args.model, dtype="float32", device="cpu")
+    tasks = args.tasks or None
+    scorers = {} if tasks and "agent" not in tasks else {"agent": score_tool_calls}
+    world_tasks = [t for t in tasks if t != "agent"] if tasks else None
+    report = evaluate(
+        model, seed=args.seed, limit=args.limit, tasks=world_tasks, progress=not args.json, extra_scorers=scorers
+    )
+    report.write(args.out)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(report.to_markdown())
+        print(f"\nreport written to {args.out.resolve()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,331 @@
+"""Train emu-tiny on the scenes world, in three stages (``emu-agent train-tiny`` runs them).
+
+1. ``encoder``: the EVA-style encoder is pre-trained to see, as EVA-CLIP is before Emu uses it: here with a
+   scene-attribute objective (per cell: shape and colour, plus the background) read from its pooled image
+   (16 tokens) and video-frame (4 tokens) embeddings. The probe heads are dropped afterwards.
+2. ``decoder``: with the encoder frozen, a diffusers UNet learns to turn an image's visual embeddings back into
+   its pixels (Emu2-Gen's decoder objective; diffusion with clean-image prediction, pixel-weighted MSE).
+3. ``lm``: with the encoder frozen, the LLaMA and both projections learn Emu's unified objective on the task
+   mixture: cross-entropy on text answers plus l2 regression of the visual embeddings of target images.
+
+Stages 2 and 3 both need only stage 1, so they can run side by side (one process each). :func:`assemble`
+merges the parts into one ``save_pretrained`` checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from emu_agent.model.visual import EvaVisionTransformer, pool_visual_tokens, preprocess_images
+from emu_agent.world.render import render_scene
+from emu_agent.world.scene import Scene, sample_scene
+from emu_agent.world.stages import run_stage, step_rng
+from emu_agent.world.tiny import _vision
+from emu_agent.world.vocab import BACKGROUNDS, CELLS, COLOURS, SHAPES
+
+__all__ = ["TrainConfig", "assemble", "train_decoder", "train_encoder", "train_lm"]
+
+
+class TrainConfig(BaseModel):
+    """Options of a training run (``run_dir`` holds the stages' checkpoints)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: Path
+    seed: int = 0
+    encoder_steps: int = 600
+    encoder_batch: int = 64
+    encoder_lr: float = 1e-3
+    decoder_steps: int = 1500
+    decoder_batch: int = 16
+    decoder_lr: float = 1e-3
+    lm_steps: int = 2500
+    lm_batch: int = 32
+    lm_lr: float = 1e-3
+    regression_weight: float = 1.0
+    time_limit_s: float | None = None
+    progress: bool = True
+
+
+# ------------------------------------------------------------------------------------------ stage 1: encoder
+_COARSE_POOL = 4  # the probe's second head reads a 2x2 pool, which pushes scene-wide information into every token
+_ATTRS = len(CELLS) * (1 + len(SHAPES) + 1 + len(COLOURS)) + len(BACKGROUNDS)
+
+
+class EncoderProbe(nn.Module):
+    """The encoder plus linear probe heads on its pooled embeddings, 4x4 and 2x2 (heads are discarded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vision = _vision()
+        self.visual = EvaVisionTransformer(self.vision)
+        width = self.vision.width
+        self.image_head = nn.Sequential(
+            nn.LayerNorm(self.vision.n_query * width), nn.Linear(self.vision.n_query * width, _ATTRS)
+        )
+        self.frame_head = nn.Sequential(nn.LayerNorm(_COARSE_POOL * width), nn.Linear(_COARSE_POOL * width, _ATTRS))
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.visual(pixels)  # (B, 1+g*g, w)
+        image = pool_visual_tokens(features, self.vision.n_query).flatten(1)  # (B, nq*w)
+        frame = pool_visual_tokens(features, _COARSE_POOL).flatten(1)  # (B, 4*w): a harder, coarser read-out
+        return self.image_head(image), self.frame_head(frame)  # (B, A) each
+
+
+def _attribute_targets(scene: Scene) -> torch.Tensor:
+    shapes = [0] * len(CELLS)
+    colours = [0] * len(CELLS)
+    for obj in scene.objects:
+        index = CELLS.index(obj.cell)
+        shapes[index] = 1 + SHAPES.index(obj.shape)
+        colours[index] = 1 + list(COLOURS).index(obj.colour)
+    return torch.tensor([*shapes, *colours, list(BACKGROUNDS).index(scene.background)])  # (19,)
+
+
+def _attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    n_cells, n_shape, n_colour = len(CELLS), 1 + len(SHAPES), 1 + len(COLOURS)
+    shape_logits = logits[:, : n_cells * n_shape].reshape(-1, n_cells, n_shape)
+    colour_logits = logits[:, n_cells * n_shape : n_cells * (n_shape + n_colour)].reshape(-1, n_cells, n_colour)
+    bg_logits = logits[:, n_cells * (n_shape + n_colour) :]
+    loss = (
+        F.cross_entropy(shape_logits.transpose(1, 2), targets[:, :n_cells])
+        + F.cross_entropy(colour_logits.transpose(1, 2), targets[:, n_cells : 2 * n_cells])
+        + F.cross_entropy(bg_logits, targets[:, -1])
+    )
+    correct = (
+        (shape_logits.argmax(-1) == targets[:, :n_cells]).all(-1)
+        & (colour_logits.argmax(-1) == targets[:, n_cells : 2 * n_cells]).all(-1)
+        & (bg_logits.argmax(-1) == targets[:, -1])
+    )
+    return loss, correct.float().mean()
+
+
+def scene_batch(rng: random.Random, batch: int, style: str = "train") -> tuple[list[Scene], list[Any]]:
+    """``batch`` training-split scenes and their renders."""
+    scenes = [sample_scene(rng, split="train") for _ in range(batch)]
+    return scenes, [render_scene(s, rng, style=style) for s in scenes]  # type: ignore[arg-type]
+
+
+def train_encoder(config: TrainConfig) -> dict[str, Any]:
+    """Stage 1. Writes ``run_dir/encoder/weights.safetensors`` (probe included)."""
+    torch.manual_seed(config.seed)
+    probe = EncoderProbe()
+    size = probe.vision.image_size
+
+    def loss_fn(step: int) -> dict[str, torch.Tensor]:
+        scenes, images = scene_batch(step_rng(config.seed, "encoder", step), config.encoder_batch)
+        targets = torch.stack([_attribute_targets(s) for s in scenes])
+        image_logits, frame_logits = probe(preprocess_images(images, size))
+        return {"image": _attribute_loss(image_logits, targets)[0], "frame": _attribute_loss(frame_logits, targets)[0]}
+
+    def evaluate() -> dict[str, float]:
+        scores = {}
+        for style in ("train", "alt"):
+            scenes, images = scene_batch(random.Random(f"eval/{style}"), 256, style)
+            targets = torch.stack([_attribute_targets(s) for s in scenes])
+            with torch.no_grad():
+                image_logits, frame_logits = probe(preprocess_images(images, size))
+            scores[f"scene_acc_{style}"] = round(float(_attribute_loss(image_logits, targets)[1]), 4)
+            scores[f"frame_acc_{style}"] = round(float(_attribute_loss(frame_logits, targets)[1]), 4)
+        return scores
+
+    return dict(
+        run_stage(
+            "encoder",
+            probe,
+            loss_fn,
+            steps=config.encoder_steps,
+            lr=config.encoder_lr,
+            checkpoint_dir=config.run_dir / "encoder",
+            evaluate=evaluate,
+            eval_every=100,
+            progress=config.progress,
+            time_limit_s=config.time_limit_s,
+        )
+    )
+
+
+def load_trained_encoder(run_dir: Path) -> EvaVisionTransformer:
+    """The stage-1 encoder, frozen."""
+    from safetensors.torch import load_file
+
+    visual = EvaVisionTransformer(_vision())
+    state = load_file(str(run_dir / "encoder" / "weights.safetensors"))
+    visual.load_state_dict({k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")})
+    visual.eval()
+    visual.requires_grad_(False)
+    return visual
+
+
+# ------------------------------------------------------------------------------------------ stage 2: decoder
+def _pixel_weights(scenes: list[Scene], pixels: torch.Tensor, boost: float = 4.0) -> torch.Tensor:
+    """(B, 1, H, W): 1 on the background, 1 + boost on objects (they are small; the loss must see them)."""
+    background = torch.tensor([BACKGROUNDS[s.background] for s in scenes], dtype=torch.float32) / 127.5 - 1
+    distance = (pixels - background[:, :, None, None]).abs().sum(1, keepdim=True)  # (B, 1, H, W)
+    return 1.0 + boost * (distance > 0.3).float()
+
+
+def train_decoder(config: TrainConfig) -> dict[str, Any]:
+    """Stage 2. Writes ``run_dir/decoder/weights.safetensors`` (the UNet)."""
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+
+    from emu_agent.model.decoder import EmuDecoder
+    from emu_agent.world.tiny import _decoder
+
+    torch.manual_seed(config.seed + 1)
+    visual = load_trained_encoder(config.run_dir)
+    vision = _vision()
+    decoder_config = _decoder(vision.width)
+    decoder = EmuDecoder(
+        UNet2DConditionModel.from_config(decoder_config.unet),
+        EulerDiscreteScheduler.from_config(decoder_config.scheduler),
+    )
+
+    def embed(images: list[Any]) -> torch.Tensor:
+        with torch.no_grad():
+            return pool_visual_tokens(visual(preprocess_images(images, vision.image_size)), vision.n_query)
+
+    def loss_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = step_rng(config.seed, "decoder", step)
+        scenes, images = scene_batch(rng, config.decoder_batch)
+        import numpy as np
+
+        pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) for im in images]))
+        pixels = pixels.permute(0, 3, 1, 2) / 127.5 - 1  # (B, 3, H, W) in [-1, 1]
+        generator = torch.Generator().manual_seed(rng.getrandbits(62))
+        weights = _pixel_weights(scenes, pixels)
+        return {"diffusion": decoder.train_loss(pixels, embed(images), generator=generator, pixel_weights=weights)}
+
+    def evaluate() -> dict[str, float]:
+        from emu_agent.world.checker import check_image
+
+        scenes, images = scene_batch(random.Random("eval/decoder"), 24)
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            out = decoder.decode(
+                embed(images), height=64, width=64, num_inference_steps=8, guidance_scale=1.0, generator=generator
+            )
+        ok = [check_image(img, scene).ok for img, scene in zip(out, scenes, strict=True)]
+        return {"reconstruction_ok": round(sum(ok) / len(ok), 3)}
+
+    return dict(
+        run_stage(
+            "decoder",
+            decoder.unet,
+            loss_fn,
+            steps=config.decoder_steps,
+            lr=config.decoder_lr,
+            checkpoint_dir=config.run_dir / "decoder",
+            evaluate=evaluate,
+            eval_every=250,
+            progress=config.progress,
+            time_limit_s=config.time_limit_s,
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------ stage 3: language model
+def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> dict[str, Any]:
+    """Stage 3. Writes ``run_dir/lm/weights.safetensors`` (LLaMA + projections) and the tokenizer."""
+    from emu_agent.world.mixture import DEFAULT_MIXTURE, sample_training_example
+    from emu_agent.world.tiny import build_emu_tiny, train_tiny_tokenizer
+
+    tokenizer_dir = config.run_dir / "tokenizer"
+    if (tokenizer_dir / "emu_tokenizer.json").exists():
+        from emu_agent.model.tokenizer import EmuTokenizer
+
+        tokenizer = EmuTokenizer.from_pretrained(tokenizer_dir)
+    else:
+        tokenizer = train_tiny_tokenizer(config.seed)
+        tokenizer.save_pretrained(tokenizer_dir)
+    model = build_emu_tiny(tokenizer, seed=config.seed)
+    model.decoder = None
+    model.visual.load_state_dict(load_trained_encoder(config.run_dir).state_dict())
+    model.visual.requires_grad_(False)
+    weights = mixture or DEFAULT_MIXTURE
+    scale = _embedding_scale(model)
+    trainable = nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
+
+    def loss_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = step_rng(config.seed, "lm", step)
+        examples = [sample_training_example(rng, weights) for _ in range(config.lm_batch)]
+        return _bucketed_losses(model, examples, scale, config.regression_weight)
+
+    result = run_stage(
+        "lm",
+        trainable,
+        loss_fn,
+        steps=config.lm_steps,
+        lr=config.lm_lr,
+        checkpoint_dir=config.run_dir / "lm",
+        progress=config.progress,
+        time_limit_s=config.time_limit_s,
+        warmup=100,
+    )
+    return dict(result)
+
+
+def _bucketed_losses(
+    model: Any, examples: list[Any], scale: torch.Tensor, regression_weight: float, buckets: int = 2
+) -> dict[str, torch.Tensor]:
+    """Losses of ``examples`` computed in length-sorted micro-batches (less padding), averaged by item count."""
+    from emu_agent.world.batches import collate, forward_losses
+
+    batches = [collate(model, [ex]) for ex in examples]
+    order = sorted(range(len(examples)), key=lambda i: batches[i].input_ids.shape[1])
+    size = -(-len(order) // buckets)
+    totals: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    for start in range(0, len(order), size):
+        chunk = [examples[i] for i in order[start : start + size]]
+        losses = forward_losses(model, collate(model, chunk), embedding_scale=scale)
+        n_regress = sum(1 for ex in chunk if not hasattr(ex, "answer"))
+        weights = {"text": len(chunk) - n_regress, "regression": n_regress}
+        for key, value in losses.items():
+            totals[key] = totals.get(key, 0.0) + value * weights[key]
+            counts[key] = counts.get(key, 0) + weights[key]
+    out = {key: totals[key] / max(1, counts[key]) for key in totals}
+    if "regression" in out:
+        out["regression"] = regression_weight * out["regression"]
+    return out
+
+
+def _embedding_scale(model: Any) -> torch.Tensor:
+    """Per-dimension std of the frozen encoder's embeddings (regression loss units), floored."""
+    _, images = scene_batch(random.Random("embedding-scale"), 256)
+    with torch.no_grad():
+        feats = pool_visual_tokens(model.visual(model.preprocess(images)), model.config.vision.n_query)
+    return feats.flatten(0, 1).std(0).clamp_min(1e-2)  # (width,)
+
+
+# ------------------------------------------------------------------------------------------ assemble
+def assemble(run_dir: Path, out_dir: Path, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Merge the stages into one checkpoint (``EmuModel.save_pretrained`` layout) at ``out_dir``."""
+    from safetensors.torch import load_file
+
+    from emu_agent.model.tokenizer import EmuTokenizer
+    from emu_agent.world.tiny import build_emu_tiny
+
+    tokenizer = EmuTokenizer.from_pretrained(run_dir / "tokenizer")
+    model = build_emu_tiny(tokenizer)
+    model.visual.load_state_dict(load_trained_encoder(run_dir).state_dict())
+    lm_state = load_file(str(run_dir / "lm" / "weights.safetensors"))
+    for name in ("lm", "project_up", "project_down"):
+        part = {k[len(name) + 1 :]: v for k, v in lm_state.items() if k.startswith(name + ".")}
+        getattr(model, name).load_state_dict(part)
+    model.decoder.unet.load_state_dict(load_file(str(run_dir / "decoder" / "weights.safetensors")))  # type: ignore[union-attr]
+    model.to(dtype)
+    model.save_pretrained(out_dir)
+    summary = {
+        name: json.loads((run_dir / name / "state.json").read_text())["step"] for name in ("encoder", "decoder", "lm")
+    }
+    (Path(out_dir) / "training.json").write_text(json.dumps({"steps": summary}, indent=2))
+    return Path(out_dir)
