@@ -61,7 +61,7 @@ def _sequence(model: Any, example: Any) -> _Sequence:
     if hasattr(example, "answer"):  # a TextExample
         plan = model.plan(example.prompt, chat=example.chat)
         prompt_ids = tokenizer.encode(plan.text)
-        answer_ids = tokenizer.encode(example.answer, add_bos=False) + [tokenizer.eos_token_id]
+        answer_ids = [*tokenizer.encode(example.answer, add_bos=False), tokenizer.eos_token_id]
         ids = prompt_ids + answer_ids
         labels = [IGNORE] * len(prompt_ids) + answer_ids
         return _Sequence(ids, labels, _resolve_media(plan.images, pil_by_sha), _resolve_media(plan.frames, pil_by_sha))

@@ -101,17 +101,6 @@ class _Builder:
         return sample_scene(self.rng, split="heldout" if heldout else "train", **kwargs)
 
 
-def _handle_count(messages: list[Message]) -> int:
-    return sum(1 for m in messages for p in m.parts if isinstance(p, ImagePart)) + sum(
-        1
-        for m in messages
-        for p in m.parts
-        if isinstance(p, ToolResultPart)
-        for c in p.content
-        if isinstance(c, ImagePart)
-    )
-
-
 def _generate(b: _Builder) -> Scene:
     scene = b.scene(background="white")
     b.user(b.template("agent_generate").format(scene=caption(scene)))
