@@ -20,7 +20,7 @@ from typing import Any
 
 from emu_agent.agent.prompt import conversation_for_model
 from emu_agent.media import ImageRef, VideoRef
-from emu_agent.messages import ImagePart, Message, TextPart, ToolCallPart, ToolResultPart, VideoPart
+from emu_agent.messages import Message, TextPart, ToolCallPart, ToolResultPart, VideoPart
 from emu_agent.model.message_rendering import render_tool_call
 from emu_agent.tools.inputs import BUILTIN_SPECS
 from emu_agent.world.edits import sample_edit
