@@ -43,6 +43,17 @@ _LAZY: dict[str, str] = {
     "MediaStore": "emu_agent.media",
     "ImageRef": "emu_agent.media",
     "VideoRef": "emu_agent.media",
+    "Agent": "emu_agent.agent.agent",
+    "Conversation": "emu_agent.agent.agent",
+    "AgentResult": "emu_agent.agent.events",
+    "AgentEvent": "emu_agent.agent.events",
+    "Usage": "emu_agent.agent.events",
+    "TokenEvent": "emu_agent.agent.events",
+    "ToolCallEvent": "emu_agent.agent.events",
+    "ToolProgressEvent": "emu_agent.agent.events",
+    "ToolResultEvent": "emu_agent.agent.events",
+    "ErrorEvent": "emu_agent.agent.events",
+    "FinalEvent": "emu_agent.agent.events",
 }
 
 __all__ = [
@@ -63,6 +74,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from emu_agent.agent.agent import Agent, Conversation
+    from emu_agent.agent.events import (
+        AgentEvent,
+        AgentResult,
+        ErrorEvent,
+        FinalEvent,
+        TokenEvent,
+        ToolCallEvent,
+        ToolProgressEvent,
+        ToolResultEvent,
+        Usage,
+    )
     from emu_agent.media import ImageRef, MediaStore, VideoRef
     from emu_agent.messages import ImagePart, Message, TextPart, ToolCallPart, ToolResultPart, VideoPart
     from emu_agent.model.config import EmuConfig, TextConfig, VisionConfig

@@ -115,33 +115,15 @@ def _markdown(model_name: str, steps: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emu-agent", description="A visual assistant SDK on Emu models.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="describe, answer, generate, edit and answer about a clip")
-    demo.add_argument("--out", type=Path, default=Path("emu-agent-out"), help="folder for images and transcript")
-    demo.add_argument("--model", default=None, help="emu-tiny or a checkpoint folder/file")
-    demo.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    version = sub.add_parser("version", help="print the version")
-    version.add_argument("--json", action="store_true")
-    return parser
+def _print_error(exc: Exception, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+    else:
+        print(f"error: {exc}", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    try:
-        if args.command == "version":
-            from emu_agent import __version__
-
-            print(json.dumps({"version": __version__}) if args.json else __version__)
-            return 0
-        result = run_demo(args.out, args.model, quiet=args.json)
-    except EmuAgentError as exc:
-        if args.json:
-            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return 1
+def _cmd_demo(args: argparse.Namespace) -> int:
+    result = run_demo(args.out, args.model, quiet=args.json)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -150,6 +132,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{step['step']}: {detail}")
         print(f"\nWrote images and the transcript to {result['out_dir']} ({result['transcript']})")
     return 0
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    from emu_agent import __version__
+
+    print(json.dumps({"version": __version__}) if args.json else __version__)
+    return 0
+
+
+def _register_demo(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="describe, answer, generate, edit and answer about a clip")
+    demo.add_argument("--out", type=Path, default=Path("emu-agent-out"), help="folder for images and transcript")
+    demo.add_argument("--model", default=None, help="emu-tiny or a checkpoint folder/file")
+    demo.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    demo.set_defaults(handler=_cmd_demo)
+
+
+def _register_version(sub: Any) -> None:
+    version = sub.add_parser("version", help="print the version")
+    version.add_argument("--json", action="store_true")
+    version.set_defaults(handler=_cmd_version)
+
+
+def _registrars() -> list[Any]:
+    """One function per command (or group of commands), each adding its sub-parser with a ``handler``."""
+    from emu_agent import cli_agent
+
+    return [_register_demo, _register_version, *cli_agent.REGISTRARS]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emu-agent", description="A visual assistant SDK on Emu models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except EmuAgentError as exc:
+        _print_error(exc, as_json=args.json)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -76,7 +76,7 @@ def _labelled(parts: Sequence[Any], handles: MediaHandles) -> list[Any]:
         if isinstance(part, ImagePart):
             out.extend([TextPart(text=f"{handles.handle('image', part.image)}:"), part])
         elif isinstance(part, VideoPart):
-            out.append(TextPart(text=f"{handles.handle('video', part.video)}: (video)"))
+            out.append(TextPart(text=f"{handles.handle('video', part.video)}: (video) "))
         elif isinstance(part, ToolResultPart):
             content = _labelled(part.content, handles)
             out.append(part.model_copy(update={"content": content}))

@@ -22,6 +22,7 @@ from emu_agent.errors import ConfigError, ContextLengthError, InputError, Prompt
 from emu_agent.model.config import EmuConfig
 from emu_agent.model.generation import (
     GenerationOptions,
+    LogitsProcessor,
     beam_search,
     parse_generation_options,
     sample_tokens,
@@ -68,7 +69,8 @@ class EmuModel(nn.Module):
         self.project_up = nn.Linear(config.vision.width, config.text.hidden_size, bias=False)
         self.project_down = nn.Linear(config.text.hidden_size, config.vision.width, bias=False)
         self.decoder = decoder
-        self.system_message: str | None = SYSTEM_MESSAGE
+        # Emu2-Chat's default system text; emu-tiny is trained without one.
+        self.system_message: str | None = None if config.variant == "emu-tiny" else SYSTEM_MESSAGE
         self.video_loader: Any = load_video_frames  # VideoRef -> VideoFrames
         self._negative_cache: dict[tuple[str, str, torch.dtype], torch.Tensor] = {}
 
@@ -250,9 +252,11 @@ class EmuModel(nn.Module):
         return out.logits[:, -1, :], cache, positions[:, -1]
 
     def _decode_ids(
-        self, plans: Sequence[PromptPlan], options: GenerationOptions
+        self, plans: Sequence[PromptPlan], options: GenerationOptions, logits_processor: LogitsProcessor | None = None
     ) -> Iterator[torch.Tensor] | tuple[torch.Tensor, torch.Tensor]:
         tokenizer = self._require_tokenizer()
+        if logits_processor is not None and options.num_beams > 1:
+            raise InputError("a logits_processor needs greedy or sampled decoding, not beam search")
         embeds, mask, _ = self.embed_plans(plans)
         room = self.config.text.max_position_embeddings - embeds.shape[1]
         if room <= 0:
@@ -306,6 +310,7 @@ class EmuModel(nn.Module):
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
             generator=generator,
+            logits_processor=logits_processor,
         )
 
     def _plans_for_text(self, prompts: Sequence[Prompt]) -> list[PromptPlan]:
@@ -324,8 +329,9 @@ class EmuModel(nn.Module):
         Rows are right-padded with the pad id after EOS. With beam search and ``return_scores=True`` the
         result is ``(ids, sequence_scores)`` with the length-penalised score of each returned hypothesis.
         """
+        processor = generation_kwargs.pop("logits_processor", None)
         options = parse_generation_options(generation_kwargs)
-        result = self._decode_ids(self._plans_for_text(prompts), options)
+        result = self._decode_ids(self._plans_for_text(prompts), options, processor)
         if isinstance(result, tuple):
             return result if return_scores else result[0]
         if return_scores:
@@ -356,14 +362,18 @@ class EmuModel(nn.Module):
 
     @torch.no_grad()
     def stream_text(self, prompt: Prompt, **generation_kwargs: Any) -> Iterator[str]:
-        """Yield the answer in pieces as it is generated (greedy or sampling; not beam search)."""
+        """Yield the answer in pieces as it is generated (greedy or sampling; not beam search).
+
+        ``logits_processor=fn(generated_ids, logits) -> logits`` constrains decoding (e.g. to a grammar).
+        """
+        processor = generation_kwargs.pop("logits_processor", None)
         options = parse_generation_options(generation_kwargs)
         if options.num_beams > 1:
             raise InputError(f"stream_text can't use beam search (num_beams={options.num_beams})")
         tokenizer = self._require_tokenizer()
         ids: list[int] = []
         emitted = ""
-        for tokens in self._decode_ids(self._plans_for_text([prompt]), options):  # type: ignore[union-attr]
+        for tokens in self._decode_ids(self._plans_for_text([prompt]), options, processor):  # type: ignore[union-attr]
             token = int(tokens[0])
             if token == tokenizer.eos_token_id:
                 break

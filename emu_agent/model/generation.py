@@ -20,9 +20,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emu_agent.errors import InputError
 
-__all__ = ["GenerationOptions", "beam_search", "parse_generation_options", "sample_tokens", "select_tokens"]
+__all__ = [
+    "GenerationOptions",
+    "LogitsProcessor",
+    "beam_search",
+    "parse_generation_options",
+    "sample_tokens",
+    "select_tokens",
+]
 
 StepFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+#: ``processor(generated_ids (B, T), logits (B, V)) -> logits``, applied before each token is selected (HF style).
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class GenerationOptions(BaseModel):
@@ -97,21 +106,28 @@ def sample_tokens(
     eos_token_id: int,
     pad_token_id: int,
     generator: torch.Generator | None = None,
+    logits_processor: LogitsProcessor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding. Yields the next token of every row (B,) per step.
 
     Rows that produced EOS keep yielding ``pad_token_id``; the generator stops when every row is done or after
-    ``max_new_tokens``. EOS is suppressed until ``min_new_tokens`` tokens exist.
+    ``max_new_tokens``. EOS is suppressed until ``min_new_tokens`` tokens exist. ``logits_processor`` (e.g. a
+    grammar constraint) sees the tokens generated so far and may rewrite the logits before each selection.
     """
     logits = first_logits
     finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    generated = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)  # (B, T)
     for index in range(options.max_new_tokens):
         if index < options.min_new_tokens:
             logits = logits.clone()
             logits[:, eos_token_id] = float("-inf")
+        if logits_processor is not None:
+            logits = logits_processor(generated, logits)
         tokens = select_tokens(logits, options, generator)
         tokens = tokens.masked_fill(finished, pad_token_id)
         yield tokens
+        if logits_processor is not None:
+            generated = torch.cat([generated, tokens[:, None]], dim=1)
         finished |= tokens == eos_token_id
         if bool(finished.all()) or index + 1 == options.max_new_tokens:
             return
