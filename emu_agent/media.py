@@ -352,24 +352,26 @@ class MediaStore:
         """Decode a stored video into ``(timestamp_seconds, RGB PIL image)`` pairs, in order.
 
         With ``max_frames``, at most that many frames are returned, spread evenly over the whole clip (first
-        and last frame included). The whole stream is decoded either way.
+        and last frame included), decoded by seeking (:func:`emu_agent.video_sampling.sample_frames`, exact
+        frames); without it the whole stream is decoded.
         """
         if max_frames is not None and max_frames < 1:
             raise InputError(f"max_frames must be >= 1 or None, got {max_frames}")
         av = _import_av()
         path = self.path_of(ref)
-        keep: set[int] | None = None
         if max_frames is not None and isinstance(ref, VideoRef) and ref.n_frames > max_frames:
-            keep = {int(i) for i in np.linspace(0, ref.n_frames - 1, max_frames).round()}
+            from emu_agent.video_sampling import sample_frames
+
+            sampled = sample_frames(path, max_frames, exact=True)
+            return list(zip(sampled.timestamps or [], sampled.frames, strict=True))
         frames: list[tuple[float, Image.Image]] = []
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 fps = float(stream.average_rate or 0) or None
                 for index, frame in enumerate(container.decode(stream)):
-                    if keep is None or index in keep:
-                        t = frame.time if frame.time is not None else (index / fps if fps else 0.0)
-                        frames.append((float(t), frame.to_image()))
+                    t = frame.time if frame.time is not None else (index / fps if fps else 0.0)
+                    frames.append((float(t), frame.to_image()))
         except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
             raise MediaError(f"stored video {path} can't be decoded: {exc}") from exc
         if max_frames is not None and len(frames) > max_frames:  # n_frames was an underestimate
