@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,78 +40,12 @@ def _load_model(spec: str | None, *, quiet: bool) -> tuple[Any, str]:
     return random_emu_model(seed=0), "random-tiny (random weights)"
 
 
-def _scene(colours: Sequence[tuple[str, tuple[int, int, int], tuple[int, int]]]) -> Any:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (64, 64), "white")
-    draw = ImageDraw.Draw(image)
-    for shape, colour, (cx, cy) in colours:
-        box = (cx - 8, cy - 8, cx + 8, cy + 8)
-        if shape == "circle":
-            draw.ellipse(box, fill=colour)
-        else:
-            draw.rectangle(box, fill=colour)
-    return image
-
-
 def run_demo(out: Path, model_spec: str | None, *, quiet: bool) -> dict[str, Any]:
     """Describe a scene, answer about it, generate, edit, answer about a clip; write images and a transcript."""
-    from emu_agent.model.prompting import VideoFrames
+    from emu_agent.demo import run_demo as run_world_demo
 
-    started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     model, model_name = _load_model(model_spec, quiet=quiet)
-    scene = _scene([("circle", (220, 20, 20), (10, 10)), ("square", (20, 60, 230), (54, 54))])
-    frames = [_scene([("square", (150, 40, 200), (10 + 11 * i, 32))]) for i in range(4)]
-    steps: list[dict[str, Any]] = []
-
-    def record(title: str, prompt: str, answer: str | None = None, image: Any = None, name: str = "") -> None:
-        entry: dict[str, Any] = {"step": title, "prompt": prompt}
-        if answer is not None:
-            entry["answer"] = answer
-        if image is not None:
-            path = out / name
-            image.save(path)
-            entry["image"] = str(path)
-        steps.append(entry)
-        _progress(f"[{len(steps)}/5] {title}", quiet=quiet)
-
-    scene.save(out / "scene.png")
-    ask = {"max_new_tokens": 24}
-    record(
-        "describe a scene",
-        "Describe the scene.",
-        model.generate_text([("user", [scene, "Describe the scene."])], **ask),
-    )
-    question = "What colour is the circle?"
-    record("answer a question", question, model.generate_text([("user", [scene, question])], **ask))
-    generated = model.generate_image("a red circle at top left", seed=0)
-    record("generate an image", "a red circle at top left", image=generated, name="generated.png")
-    edited = model.generate_image([generated, "make it blue"], seed=0)
-    record("edit it", "make it blue", image=edited, name="edited.png")
-    clip_q = "Where did the square move?"
-    record("answer about a clip", clip_q, model.generate_text([("user", [VideoFrames(frames), clip_q])], **ask))
-
-    transcript = out / "transcript.md"
-    transcript.write_text(_markdown(model_name, steps))
-    return {
-        "model": model_name,
-        "out_dir": str(out),
-        "transcript": str(transcript),
-        "steps": steps,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-
-
-def _markdown(model_name: str, steps: list[dict[str, Any]]) -> str:
-    lines = [f"# emu-agent demo\n\nModel: **{model_name}**\n", "![input scene](scene.png)\n"]
-    for index, step in enumerate(steps, 1):
-        lines.append(f"## {index}. {step['step']}\n\n**Prompt:** {step['prompt']}\n")
-        if "answer" in step:
-            lines.append(f"**Answer:** {step['answer']!r}\n")
-        if "image" in step:
-            lines.append(f"![{step['step']}]({Path(step['image']).name})\n")
-    return "\n".join(lines)
+    return run_world_demo(model, model_name, out, progress=lambda message: _progress(message, quiet=quiet))
 
 
 def _print_error(exc: Exception, *, as_json: bool) -> None:
@@ -128,8 +61,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         for step in result["steps"]:
-            detail = step.get("answer", step.get("image", ""))
-            print(f"{step['step']}: {detail}")
+            detail = step.get("answer", step.get("detected", ""))
+            mark = "ok" if step["ok"] else "MISS"
+            print(f"[{mark}] {step['step']}: {detail}  (expected: {step['expected']})")
         print(f"\nWrote images and the transcript to {result['out_dir']} ({result['transcript']})")
     return 0
 
@@ -158,8 +92,15 @@ def _register_version(sub: Any) -> None:
 def _registrars() -> list[Any]:
     """One function per command (or group of commands), each adding its sub-parser with a ``handler``."""
     from emu_agent import cli_agent
+    from emu_agent.world import commands as world_commands
 
-    return [_register_demo, _register_version, *cli_agent.REGISTRARS]
+    return [
+        _register_demo,
+        _register_version,
+        *cli_agent.REGISTRARS,
+        world_commands.add_train_command,
+        world_commands.add_eval_command,
+    ]
 
 
 def _build_parser() -> argparse.ArgumentParser:
