@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -55,22 +56,43 @@ def _load_meta(module: torch.nn.Module, state: dict[str, Tensor], what: str) -> 
         raise ModelLoadError(f"{what} tensors left uninitialised: {name_list(left)}")
 
 
+_SIDECAR = "emu_decoder.json"
+
+
+def token_positions(count: int, width: int) -> Tensor:
+    """Fixed sinusoidal embeddings (count, width) of token indices 0..count-1 (the Transformer's formula)."""
+    index = torch.arange(count, dtype=torch.float32)[:, None]  # (n, 1)
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, width, 2, dtype=torch.float32) / width)  # (w/2,)
+    table = torch.zeros(count, width)
+    table[:, 0::2] = torch.sin(index * freq)
+    table[:, 1::2] = torch.cos(index * freq[: width // 2])
+    return table
+
+
 class EmuDecoder(torch.nn.Module):
     """Diffusion decoder of Emu2-Gen: (B, n_query, width) visual embeddings -> images.
 
     ``unet`` is a ``UNet2DConditionModel`` (``cross_attention_dim`` = embedding width; with
     ``addition_embed_type="text_time"`` it also gets the pooled embedding and the time ids), ``scheduler``
     any diffusers scheduler, ``vae`` an ``AutoencoderKL`` or ``None`` (pixel-space UNet).
+
+    ``position_scale`` > 0 adds a fixed sinusoidal embedding of each token's index to the cross-attention
+    inputs (not to the pooled embedding). Cross-attention is blind to the order of its keys, so a small decoder
+    whose embeddings don't carry their own position needs it to know *where* each token's content goes.
+    Emu2-Gen uses 0 (its EVA tokens carry position); emu-tiny uses it. Saved in ``emu_decoder.json``.
     """
 
     unet: UNet2DConditionModel
     vae: AutoencoderKL | None
 
-    def __init__(self, unet: UNet2DConditionModel, scheduler: Any, vae: AutoencoderKL | None = None) -> None:
+    def __init__(
+        self, unet: UNet2DConditionModel, scheduler: Any, vae: AutoencoderKL | None = None, position_scale: float = 0.0
+    ) -> None:
         super().__init__()
         self.unet = unet
         self.vae = vae
         self.scheduler = scheduler
+        self.position_scale = float(position_scale)
 
     # ------------------------------------------------------------------ loading / saving
 
@@ -92,11 +114,13 @@ class EmuDecoder(torch.nn.Module):
             vae = None
             if (folder / "vae").is_dir():
                 vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype, use_safetensors=True)
+            extra = json.loads((folder / _SIDECAR).read_text()) if (folder / _SIDECAR).is_file() else {}
+            position_scale = float(extra.get("position_scale", 0.0))
         except ModelLoadError:
             raise
         except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
             raise ModelLoadError(f"cannot load the decoder from {folder}: {exc}") from exc
-        return cls(unet, scheduler, vae).to(device=device, dtype=dtype).eval()
+        return cls(unet, scheduler, vae, position_scale).to(device=device, dtype=dtype).eval()
 
     @classmethod
     def from_state_dict(
@@ -145,6 +169,8 @@ class EmuDecoder(torch.nn.Module):
         self.scheduler.save_pretrained(folder / "scheduler")
         if self.vae is not None:
             self.vae.save_pretrained(folder / "vae", safe_serialization=True)
+        if self.position_scale:
+            (folder / _SIDECAR).write_text(json.dumps({"position_scale": self.position_scale}))
 
     # ------------------------------------------------------------------ properties
 
@@ -214,6 +240,9 @@ class EmuDecoder(torch.nn.Module):
     ) -> dict[str, Tensor]:
         """UNet kwargs for (B, n, w) embeddings: encoder_hidden_states, and text_embeds / time_ids if used."""
         cond = {"encoder_hidden_states": embeddings}  # (B, n, w)
+        if self.position_scale:
+            positions = token_positions(embeddings.shape[1], embeddings.shape[2]).to(embeddings)  # (n, w)
+            cond["encoder_hidden_states"] = embeddings + self.position_scale * positions
         if self.unet.config.addition_embed_type == "text_time":
             time_ids = [*original_size, *crops_coords_top_left, height, width]
             cond["text_embeds"] = embeddings.mean(dim=1)  # (B, w)

@@ -26,6 +26,7 @@ __all__ = ["TOOL_TOKENS", "build_emu_tiny", "emu_tiny_config", "train_tiny_token
 TOOL_TOKENS = (TOOL_CALL_START, TOOL_CALL_END, TOOL_RESULT_END)
 VOCAB_SIZE = 1536  # base BPE vocabulary (control + bytes + trained pieces)
 IMAGE_SIZE = 64
+DECODER_POSITION_SCALE = 1.0  # token-index embeddings for the decoder's cross-attention (see EmuDecoder)
 
 
 def _vision() -> VisionConfig:
@@ -116,6 +117,7 @@ def build_emu_tiny(tokenizer: EmuTokenizer, *, seed: int = 0) -> EmuModel:
     decoder = EmuDecoder(
         UNet2DConditionModel.from_config(config.decoder.unet),  # type: ignore[union-attr]
         EulerDiscreteScheduler.from_config(config.decoder.scheduler),  # type: ignore[union-attr]
+        position_scale=DECODER_POSITION_SCALE,
     )
     model = EmuModel.from_config(config, tokenizer=tokenizer, decoder=decoder, seed=seed)
     model.system_message = None

@@ -178,7 +178,7 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
     from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
     from emu_agent.model.decoder import EmuDecoder
-    from emu_agent.world.tiny import _decoder
+    from emu_agent.world.tiny import DECODER_POSITION_SCALE, _decoder
 
     torch.manual_seed(config.seed + 1)
     visual = load_trained_encoder(config.run_dir)
@@ -187,6 +187,7 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
     decoder = EmuDecoder(
         UNet2DConditionModel.from_config(decoder_config.unet),
         EulerDiscreteScheduler.from_config(decoder_config.scheduler),
+        position_scale=DECODER_POSITION_SCALE,
     )
 
     def embed(images: list[Any]) -> torch.Tensor:

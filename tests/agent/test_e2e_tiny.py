@@ -22,7 +22,7 @@ def agent(tmp_path_factory: Any) -> Any:
 
     model = EmuModel.from_pretrained("emu-tiny")
     store = tmp_path_factory.mktemp("media")
-    return Agent(model, tools=builtin_tools(fetch=False), media_store=store, max_steps=4)
+    return Agent(model, tools=builtin_tools(), media_store=store, max_steps=4)  # the toolset emu-tiny was trained with
 
 
 def test_draw_then_recolour(agent: Any) -> None:

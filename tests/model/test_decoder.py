@@ -328,3 +328,39 @@ def test_from_pretrained_missing_parts(tmp_path: Path) -> None:
         EmuDecoder.from_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match=str(tmp_path / "nothing")):
         EmuDecoder.from_pretrained(tmp_path / "nothing")
+
+
+def test_position_scale_marks_token_order_and_round_trips(gen_config: dict, tmp_path: Path) -> None:
+    from emu_agent.model.decoder import token_positions
+
+    torch.manual_seed(0)
+    positioned = EmuDecoder(
+        UNet2DConditionModel(**TINY_UNET),
+        EulerDiscreteScheduler.from_config(gen_config["scheduler"]),
+        position_scale=0.5,
+    )
+    emb = torch.randn(1, 3, 8)
+    cond = positioned.conditioning(emb, 16, 16, (1024, 1024), (0, 0))
+    torch.testing.assert_close(cond["encoder_hidden_states"], emb + 0.5 * token_positions(3, 8))
+    torch.testing.assert_close(cond["text_embeds"], emb.mean(1))  # the pooled embedding stays position-free
+    # without positions, swapping two tokens changes nothing the cross-attention can see; with them it does
+    swapped = emb[:, [1, 0, 2]]
+    moved = positioned.conditioning(swapped, 16, 16, (1024, 1024), (0, 0))["encoder_hidden_states"]
+    assert not torch.allclose(moved[:, [1, 0, 2]], cond["encoder_hidden_states"])
+    positioned.save_pretrained(tmp_path / "dec")
+    assert json.loads((tmp_path / "dec" / "emu_decoder.json").read_text()) == {"position_scale": 0.5}
+    assert EmuDecoder.from_pretrained(tmp_path / "dec").position_scale == 0.5
+
+
+def test_pixel_weights_weight_the_squared_error(tiny: EmuDecoder) -> None:
+    pixels = torch.rand(2, 3, 16, 16) * 2 - 1
+    emb = torch.randn(2, 3, 8)
+    flat = tiny.train_loss(pixels, emb, generator=torch.Generator().manual_seed(0))
+    ones = tiny.train_loss(
+        pixels, emb, generator=torch.Generator().manual_seed(0), pixel_weights=torch.ones(2, 1, 16, 16)
+    )
+    torch.testing.assert_close(flat, ones)  # weights of 1 are the plain MSE
+    weighted = tiny.train_loss(
+        pixels, emb, generator=torch.Generator().manual_seed(0), pixel_weights=torch.rand(2, 1, 16, 16)
+    )
+    assert torch.isfinite(weighted) and weighted.item() != flat.item()
