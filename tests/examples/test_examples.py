@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -17,17 +16,15 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def _run(name: str, *args: str) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         cwd=tempfile.gettempdir(),
         env=env,
-        timeout=300,
+        timeout=600,  # a hang guard, not a speed check (speed lives in bench/)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert time.perf_counter() - started < 120  # a minute of work, with headroom for a busy CI machine
     return proc.stdout
 
 
