@@ -49,11 +49,10 @@ def test_loads_with_no_network_on_cpu() -> None:
 def test_fast_eval_subset_scores_well_above_chance(model) -> None:
     from emu_agent.world.eval import evaluate
 
-    report = evaluate(model, seed=11, limit=6, tasks=["caption", "vqa_where", "count", "video_qa"], progress=False)
+    report = evaluate(model, seed=11, limit=16, tasks=["caption", "count", "few_shot"], progress=False)
     scores = {row.task: row.score for row in report.rows}
-    # chance: caption ~0, where 1/9, count ~1/4, video QA ~0 (free text); the full run is in docs/emu-tiny.md
-    assert scores["vqa_where"] >= 0.5 and scores["count"] >= 0.5, scores
-    assert scores["caption"] >= 0.3 and scores["video_qa"] >= 0.3, scores
+    # chance: an exact canonical caption ~0, count ~1/4, few-shot ~0; full run (limit 100): docs/emu-tiny.md
+    assert scores["caption"] >= 0.4 and scores["count"] >= 0.5 and scores["few_shot"] >= 0.6, scores
 
 
 def test_generates_and_edits_checkable_images(model) -> None:
