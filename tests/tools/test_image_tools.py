@@ -35,7 +35,11 @@ def test_generate_image_on_the_model_decoder(context: ToolContext, progress: lis
     [ref] = out.images
     assert context.media_store.has(ref) and (ref.width, ref.height) == (64, 64)
     assert out.data["summary"] == "Generated a 64x64 image of: a red circle at top left"
-    assert {k: out.data[k] for k in ("sha256", "seed", "backend")} == {"sha256": ref.sha256, "seed": 3, "backend": "emu"}
+    assert {k: out.data[k] for k in ("sha256", "seed", "backend")} == {
+        "sha256": ref.sha256,
+        "seed": 3,
+        "backend": "emu",
+    }
     assert out.text == ""  # the model reads the image itself, labelled with its handle, as emu-tiny is trained
     assert progress == [(0.0, "regressing visual embeddings"), (0.5, "denoising step 1/2"), (1.0, "denoising step 2/2")]
     again = tool(prompt="a red circle at top left", seed=3, num_inference_steps=2, context=context)
