@@ -54,7 +54,10 @@ def main() -> None:
     else:
         _common.print_table(
             ["path", "p50 s"],
-            [["from_pretrained('emu-tiny')", results["from_pretrained_p50_s"]], ["random init", results["random_init_p50_s"]]],
+            [
+                ["from_pretrained('emu-tiny')", results["from_pretrained_p50_s"]],
+                ["random init", results["random_init_p50_s"]],
+            ],
         )
         print(f"ratio {results['ratio_load_over_init']:.2f}x; goal < 5 s")
 

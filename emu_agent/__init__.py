@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     "ImageRef": "emu_agent.media",
     "VideoRef": "emu_agent.media",
     "Agent": "emu_agent.agent.agent",
+    "MultimodalMemory": "emu_agent.memory",
     "Conversation": "emu_agent.agent.agent",
     "AgentResult": "emu_agent.agent.events",
     "AgentEvent": "emu_agent.agent.events",
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
         Usage,
     )
     from emu_agent.media import ImageRef, MediaStore, VideoRef
+    from emu_agent.memory import MultimodalMemory
     from emu_agent.messages import ImagePart, Message, TextPart, ToolCallPart, ToolResultPart, VideoPart
     from emu_agent.model.config import EmuConfig, TextConfig, VisionConfig
     from emu_agent.model.decoder import EmuDecoder
