@@ -76,3 +76,22 @@ def test_conversation_continues_with_stable_handles(agent: Any) -> None:
     assert second.messages[0].text == "i want an image of a blue triangle at top."
     assert len(conv.messages) == len(first.messages) + len(second.messages)
     assert conv.handle_of(first.images[-1]) == "image_1"
+
+
+def test_agent_with_memory_stores_turns_and_a_new_conversation_recalls_the_image(agent: Any) -> None:
+    from emu_agent.agent import Agent
+    from emu_agent.memory import HashingEmbedder, MultimodalMemory
+
+    memory = MultimodalMemory.ephemeral(model=agent.model, text_embedder=HashingEmbedder())
+    try:
+        with_memory = Agent(
+            agent.model, tools=list(agent.tools.values()), memory=memory, media_store=agent.media_store, max_steps=4
+        )
+        first = with_memory.run("please make a picture of a green square at center.")
+        assert first.images, first.steps
+        assert memory.count(session=first.conversation_id) >= 3  # request, tool call + result, answer
+        hits = memory.search("a green square at center", k=3)
+        recalled = [ref for hit in hits for ref in [*hit.turn.message.images, hit.image] if ref is not None]
+        assert first.images[-1].sha256 in {ref.sha256 for ref in recalled}, hits  # the image comes back by text
+    finally:
+        memory.close()
