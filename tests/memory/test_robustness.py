@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -178,6 +179,7 @@ def _ingest_and_kill(tmp_path: Path, kit: Any, seed: int, after: int) -> list[st
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=tempfile.gettempdir(),  # the repo root would shadow the installed package (emu_agent.memory)
     )
     acked: list[str] = []
     assert child.stdout is not None

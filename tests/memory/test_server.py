@@ -40,6 +40,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         [cli, "run", "--path", str(folder / "data"), "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=str(folder),
     )
     import httpx
 
