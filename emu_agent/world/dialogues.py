@@ -20,7 +20,7 @@ from typing import Any
 
 from emu_agent.agent.prompt import conversation_for_model
 from emu_agent.media import ImageRef, VideoRef
-from emu_agent.messages import Message, TextPart, ToolCallPart, ToolResultPart, VideoPart
+from emu_agent.messages import Message, ToolCallPart, ToolResultPart
 from emu_agent.model.message_rendering import render_tool_call
 from emu_agent.tools.inputs import BUILTIN_SPECS
 from emu_agent.world.edits import sample_edit
@@ -257,6 +257,3 @@ def dialogue_corpus(n: int, seed: int = 0) -> list[str]:
         for _, items in messages_to_turns(rendered):
             lines.append("".join(x for x in items if isinstance(x, str)))
     return lines
-
-
-__all__ += ["TextPart", "VideoPart"]  # re-exported for dialogue builders in tests
