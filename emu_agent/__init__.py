@@ -6,9 +6,9 @@ a name that needs them is first used. The public names are listed in ``__all__``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from emu_agent._lazy import lazy_attributes
 from emu_agent.errors import (
     ConfigError,
     ContextLengthError,
@@ -96,14 +96,4 @@ if TYPE_CHECKING:
     from emu_agent.model.tokenizer import EmuTokenizer
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'emu_agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from emu_agent._lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "Tool": "emu_agent.tools.base",
@@ -44,14 +45,4 @@ def builtin_tools(model: Any = None, *, fetch: bool = True) -> list[Any]:
     return tools
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'emu_agent.tools' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

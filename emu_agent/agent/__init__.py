@@ -5,8 +5,9 @@ Public names are resolved lazily (importing this package does not import torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from emu_agent._lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "Agent": "emu_agent.agent.agent",
@@ -47,14 +48,4 @@ if TYPE_CHECKING:
     from emu_agent.agent.tool_calling import ToolCallConstraint
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'emu_agent.agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -13,8 +13,9 @@ this package imports no torch (names are resolved lazily; only :func:`evaluate` 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from emu_agent._lazy import lazy_attributes
 
 # public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
@@ -59,14 +60,4 @@ if TYPE_CHECKING:  # names for type checkers; at run time they resolve lazily th
     from emu_agent.world.video import Clip, render_clip, sample_clip  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'emu_agent.world' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
