@@ -401,6 +401,24 @@ class MediaStore:
         path.unlink(missing_ok=True)
         return True
 
+    def copy_from(self, source: MediaStore, ref: ImageRef | VideoRef | str) -> Path:
+        """Copy one stored file from another store into this one (a no-op if it is already here).
+
+        The bytes are checked against their sha256 first, so a damaged source file is never copied.
+
+        Raises:
+            MediaError: the source store doesn't hold it, or its bytes no longer match their sha256.
+        """
+        sha = _sha_of(ref)
+        existing = self._find(sha)  # type: ignore[arg-type]
+        if existing is not None:
+            return existing
+        path = source.path_of(sha)  # type: ignore[arg-type]
+        data = path.read_bytes()
+        if _sha256(data) != sha:
+            raise MediaError(f"{path} does not match its sha256 {sha}: the source media store is damaged")
+        return self._write_once(sha, path.suffix.lstrip(".") or "png", data)  # type: ignore[arg-type]
+
     def _find(self, sha: str) -> Path | None:
         folder = self.root / sha[:2]
         if not folder.is_dir():

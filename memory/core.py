@@ -15,7 +15,6 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -392,8 +391,7 @@ class MemoryCore:
     def _copy_media(self, sha: str, source: MediaStore | None) -> None:
         if source is None:
             raise InputError(f"image {sha[:12]} is not in the memory's media store and has no source store")
-        path: Path = source.path_of(sha)
-        self.media._write_once(sha, path.suffix.lstrip(".") or "png", path.read_bytes())
+        self.media.copy_from(source, sha)
 
     # ------------------------------------------------------------------------------------------ reading
 

@@ -574,3 +574,19 @@ def test_missing_pyav_names_the_pip_line(store: MediaStore, clip: Path, monkeypa
     monkeypatch.setitem(sys.modules, "av", None)
     with pytest.raises(MissingDependencyError, match="pip install av"):
         store.add_video(clip)
+
+
+def test_copy_from_another_store_checks_the_bytes(store: MediaStore, tmp_path: Path) -> None:
+    ref = store.add_image(Image.new("RGB", (8, 8), (200, 10, 10)))
+    other = MediaStore(tmp_path / "other")
+    copied = other.copy_from(store, ref)
+    assert copied.read_bytes() == store.path_of(ref).read_bytes() and other.has(ref)
+    assert other.copy_from(store, ref) == copied  # already there: nothing rewritten
+    damaged = store.add_image(Image.new("RGB", (8, 8), (10, 200, 10)))
+    store.path_of(damaged).write_bytes(b"not the original bytes")
+    third = MediaStore(tmp_path / "third")
+    with pytest.raises(MediaError, match=f"does not match its sha256 {damaged.sha256}"):
+        third.copy_from(store, damaged)
+    assert not third.has(damaged)
+    with pytest.raises(MediaError, match="not in the media store"):
+        third.copy_from(other, "0" * 64)

@@ -79,20 +79,40 @@ class EmuDecoder(torch.nn.Module):
     ``position_scale`` > 0 adds a fixed sinusoidal embedding of each token's index to the cross-attention
     inputs (not to the pooled embedding). Cross-attention is blind to the order of its keys, so a small decoder
     whose embeddings don't carry their own position needs it to know *where* each token's content goes.
-    Emu2-Gen uses 0 (its EVA tokens carry position); emu-tiny uses it. Saved in ``emu_decoder.json``.
+    Emu2-Gen uses 0 (its EVA tokens carry position); emu-tiny uses it.
+
+    ``spatial_conditioning`` also lays the embeddings out on their token grid (n_query = s*s tokens, row-major,
+    as :func:`~emu_agent.model.visual.pool_visual_tokens` pools them), upsamples that (B, width, s, s) map to
+    the latent size (nearest) and concatenates it to the UNet input, as instruct-pix2pix concatenates its
+    source latents; the UNet's ``in_channels`` is then latent channels + width. Every token then conditions the
+    pixels it was pooled from, which a small decoder otherwise has to learn through cross-attention. Emu2-Gen
+    does not use it. Both options are saved in ``emu_decoder.json``.
     """
 
     unet: UNet2DConditionModel
     vae: AutoencoderKL | None
 
     def __init__(
-        self, unet: UNet2DConditionModel, scheduler: Any, vae: AutoencoderKL | None = None, position_scale: float = 0.0
+        self,
+        unet: UNet2DConditionModel,
+        scheduler: Any,
+        vae: AutoencoderKL | None = None,
+        position_scale: float = 0.0,
+        spatial_conditioning: bool = False,
     ) -> None:
         super().__init__()
         self.unet = unet
         self.vae = vae
         self.scheduler = scheduler
         self.position_scale = float(position_scale)
+        self.spatial_conditioning = bool(spatial_conditioning)
+        if self.spatial_conditioning:
+            extra = unet.config.in_channels - unet.config.out_channels
+            if extra != unet.config.cross_attention_dim:
+                raise ModelLoadError(
+                    f"spatial conditioning needs unet in_channels = out_channels + cross_attention_dim "
+                    f"({unet.config.out_channels} + {unet.config.cross_attention_dim}); got {unet.config.in_channels}"
+                )
 
     # ------------------------------------------------------------------ loading / saving
 
@@ -116,11 +136,12 @@ class EmuDecoder(torch.nn.Module):
                 vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype, use_safetensors=True)
             extra = json.loads((folder / _SIDECAR).read_text()) if (folder / _SIDECAR).is_file() else {}
             position_scale = float(extra.get("position_scale", 0.0))
+            spatial = bool(extra.get("spatial_conditioning", False))
         except ModelLoadError:
             raise
         except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
             raise ModelLoadError(f"cannot load the decoder from {folder}: {exc}") from exc
-        return cls(unet, scheduler, vae, position_scale).to(device=device, dtype=dtype).eval()
+        return cls(unet, scheduler, vae, position_scale, spatial).to(device=device, dtype=dtype).eval()
 
     @classmethod
     def from_state_dict(
@@ -169,8 +190,9 @@ class EmuDecoder(torch.nn.Module):
         self.scheduler.save_pretrained(folder / "scheduler")
         if self.vae is not None:
             self.vae.save_pretrained(folder / "vae", safe_serialization=True)
-        if self.position_scale:
-            (folder / _SIDECAR).write_text(json.dumps({"position_scale": self.position_scale}))
+        extra = {"position_scale": self.position_scale, "spatial_conditioning": self.spatial_conditioning}
+        if self.position_scale or self.spatial_conditioning:
+            (folder / _SIDECAR).write_text(json.dumps(extra))
 
     # ------------------------------------------------------------------ properties
 
@@ -180,6 +202,11 @@ class EmuDecoder(torch.nn.Module):
         if self.vae is None:
             return 1
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latents (3 in pixel space, 4 with the SDXL VAE); the UNet's output channels."""
+        return int(self.unet.config.out_channels)
 
     @property
     def device(self) -> torch.device:
@@ -220,8 +247,7 @@ class EmuDecoder(torch.nn.Module):
         self, batch: int, height: int, width: int, generator: torch.Generator | None, latents: Tensor | None
     ) -> Tensor:
         """Initial latents (B, C, h, w) = randn(generator) * init_noise_sigma, or ``latents`` as given."""
-        channels = self.unet.config.in_channels
-        shape = (batch, channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        shape = (batch, self.latent_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         if latents is not None:  # already scaled by init_noise_sigma (e.g. a trace's init_latents)
             if tuple(latents.shape) != shape:
                 raise InputError(f"latents of shape {tuple(latents.shape)} must be {shape}")
@@ -243,14 +269,29 @@ class EmuDecoder(torch.nn.Module):
         if self.position_scale:
             positions = token_positions(embeddings.shape[1], embeddings.shape[2]).to(embeddings)  # (n, w)
             cond["encoder_hidden_states"] = embeddings + self.position_scale * positions
+        if self.spatial_conditioning:
+            scale = self.vae_scale_factor
+            cond["spatial"] = self.spatial_map(embeddings, height // scale, width // scale)  # (B, w, h, w')
         if self.unet.config.addition_embed_type == "text_time":
             time_ids = [*original_size, *crops_coords_top_left, height, width]
             cond["text_embeds"] = embeddings.mean(dim=1)  # (B, w)
             cond["time_ids"] = torch.tensor([time_ids] * embeddings.shape[0], device=embeddings.device)  # (B, 6)
         return cond
 
+    @staticmethod
+    def spatial_map(embeddings: Tensor, height: int, width: int) -> Tensor:
+        """(B, s*s, w) embeddings -> (B, w, height, width): each token painted over the region it was pooled from."""
+        batch, count, channels = embeddings.shape
+        side = math.isqrt(count)
+        if side * side != count:
+            raise InputError(f"spatial conditioning needs a square token grid; got {count} tokens")
+        grid = embeddings.transpose(1, 2).reshape(batch, channels, side, side)  # (B, w, s, s)
+        return torch.nn.functional.interpolate(grid, size=(height, width), mode="nearest")  # (B, w, h, w')
+
     def predict_noise(self, model_input: Tensor, t: Tensor, cond: dict[str, Tensor]) -> Tensor:
-        """One UNet call on (B', C, h, w) -> (B', C, h, w)."""
+        """One UNet call on (B', C, h, w) -> (B', C, h, w) (with spatial conditioning, the map is appended)."""
+        if "spatial" in cond:
+            model_input = torch.cat([model_input, cond["spatial"].to(model_input.dtype)], dim=1)  # (B', C+w, h, w)
         added = {k: cond[k] for k in ("text_embeds", "time_ids") if k in cond} or None
         return self.unet(
             model_input,

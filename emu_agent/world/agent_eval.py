@@ -8,6 +8,10 @@ generated greedily, without any decoding constraint, so the scores measure the m
   input model. (The agent's constrained decoder makes this 100% by construction; this is the model alone.)
 - ``tool_routing``: the share of turns where the model chose what the dialogue needs: the right tool, or no
   tool for a final or plain answer.
+- ``tool_arguments``: of the turns that need a tool call, the share whose first call has the right tool *and*
+  exactly the reference arguments (e.g. ``edit_image(image="image_1", instruction="make the red circle blue.")``
+  for "draw a red circle at top left, then make it blue"). No target in the issue; it explains failures that
+  routing alone does not show.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def parse_tool_calls(text: str) -> tuple[list[tuple[str, dict[str, Any]]], bool]
 
 
 def score_tool_calls(model: Any, *, seed: int = 0, limit: int = 50, batch_size: int = 16) -> list[TaskScore]:
-    """The two rows, over the assistant turns of ``limit`` held-out dialogues."""
+    """The three rows, over the assistant turns of ``limit`` held-out dialogues."""
     from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
 
     rng = random.Random(f"{seed}:agent")
@@ -59,7 +63,7 @@ def score_tool_calls(model: Any, *, seed: int = 0, limit: int = 50, batch_size: 
         chunk = examples[start : start + batch_size]
         prompts = [_with_pixels(ex) for ex in chunk]
         outputs += model.generate_texts(prompts, max_new_tokens=96, skip_special_tokens=False)
-    routed, valid_flags = [], []
+    routed, valid_flags, argued = [], [], []
     for example, output in zip(examples, outputs, strict=True):
         calls, valid = parse_tool_calls(output)
         wrote_call = TOOL_CALL_START in output
@@ -67,10 +71,19 @@ def score_tool_calls(model: Any, *, seed: int = 0, limit: int = 50, batch_size: 
             valid_flags.append(valid)
         chosen = calls[0][0] if calls else (None if not wrote_call else "<invalid>")
         routed.append(chosen == example.meta["expected_tool"])
+        if example.meta["expected_tool"] is not None:
+            expected = (example.meta["expected_tool"], example.meta["expected_arguments"])
+            argued.append(bool(calls) and calls[0] == expected)
     validity = sum(valid_flags) / len(valid_flags) if valid_flags else None
     return [
         TaskScore("tool_call_validity", len(valid_flags), validity, target=1.0, note="unconstrained decoding"),
         TaskScore("tool_routing", len(routed), sum(routed) / len(routed) if routed else None, target=0.98),
+        TaskScore(
+            "tool_arguments",
+            len(argued),
+            sum(argued) / len(argued) if argued else None,
+            note="right tool and exactly the reference arguments; no target",
+        ),
     ]
 
 

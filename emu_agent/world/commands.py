@@ -16,13 +16,20 @@ def add_train_command(subparsers: Any) -> None:
     parser = subparsers.add_parser("train-tiny", help="train emu-tiny on the scenes world (resumable)")
     parser.add_argument("--run-dir", type=Path, required=True, help="checkpoints of each stage go here")
     parser.add_argument("--out", type=Path, help="write the assembled model here when all stages are done")
-    parser.add_argument("--stage", choices=["encoder", "decoder", "lm", "all"], default="all")
+    parser.add_argument("--stage", choices=["encoder", "decoder", "lm", "decoder_ft", "all"], default="all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--encoder-steps", type=int, default=1100)
     parser.add_argument("--decoder-steps", type=int, default=1500)
     parser.add_argument("--lm-steps", type=int, default=2500)
+    parser.add_argument("--decoder-ft-steps", type=int, default=300, help="decoder fine-tuning on regressed embeddings")
     parser.add_argument("--lm-batch", type=int, default=32)
     parser.add_argument("--decoder-batch", type=int, default=16)
+    parser.add_argument("--lm-lr", type=float, default=1e-3)
+    parser.add_argument("--decoder-lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--lm-init", type=Path, help="start the LM from this run dir's lm/ weights (a new phase: fresh schedule)"
+    )
+    parser.add_argument("--mixture", type=Path, help="JSON file of task weights for the LM (default: the built-in)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--time-limit", type=float, help="stop each stage after this many seconds (resumable)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -33,7 +40,14 @@ def run_train(args: argparse.Namespace) -> int:
     """Run the chosen stage(s); with ``--out`` assemble the checkpoint."""
     import torch
 
-    from emu_agent.world.train import TrainConfig, assemble, train_decoder, train_encoder, train_lm
+    from emu_agent.world.train import (
+        TrainConfig,
+        assemble,
+        train_decoder,
+        train_decoder_on_regressed,
+        train_encoder,
+        train_lm,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,12 +57,22 @@ def run_train(args: argparse.Namespace) -> int:
         encoder_steps=args.encoder_steps,
         decoder_steps=args.decoder_steps,
         lm_steps=args.lm_steps,
+        decoder_ft_steps=args.decoder_ft_steps,
         lm_batch=args.lm_batch,
         decoder_batch=args.decoder_batch,
+        lm_lr=args.lm_lr,
+        decoder_lr=args.decoder_lr,
+        lm_init=args.lm_init,
+        lm_mixture=json.loads(args.mixture.read_text()) if args.mixture else None,
         time_limit_s=args.time_limit,
         progress=not args.json,
     )
-    stages = {"encoder": train_encoder, "decoder": train_decoder, "lm": train_lm}
+    stages = {
+        "encoder": train_encoder,
+        "decoder": train_decoder,
+        "lm": train_lm,
+        "decoder_ft": train_decoder_on_regressed,
+    }
     chosen = list(stages) if args.stage == "all" else [args.stage]
     summary: dict[str, Any] = {}
     for name in chosen:

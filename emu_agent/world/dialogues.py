@@ -151,6 +151,33 @@ def _multi_step(b: _Builder) -> Scene:
     return target
 
 
+def _follow_up(b: _Builder) -> Scene:
+    """Two requests in one conversation: a picture, then an edit of it (or a second picture) by its handle."""
+    first = b.scene(background="white")
+    looks: dict[Any, Look] = {}
+    b.user(b.template("agent_generate").format(scene=caption(first)))
+    first_ref = b.image(first, looks)
+    b.call("generate_image", {"prompt": caption(first)}, [first_ref])
+    b.answer(f"image_1: {caption(first)}.")
+    if b.rng.random() < 0.3:
+        second = b.scene(background="white")
+        b.user(b.template("agent_generate").format(scene=caption(second)))
+        b.call("generate_image", {"prompt": caption(second)}, [b.image(second)])
+        b.answer(f"image_2: {caption(second)}.")
+        return second
+    edit, target = sample_edit(first, b.rng, split="train")
+    instruction = edit_instruction(edit, b.template(f"edit_{edit.kind}"))
+    spoken = instruction
+    if edit.kind == "recolour" and len(first.objects) == 1 and b.rng.random() < 0.5:
+        spoken = f"make it {edit.colour}."
+    b.user(b.template("agent_follow_up").format(instruction=spoken))
+    if edit.kind == "recolour" and edit.result_object is not None:
+        carry_look(looks, edit.target, edit.result_object)
+    b.call("edit_image", {"image": "image_1", "instruction": instruction}, [b.image(target, looks, first_ref.sha256)])
+    b.answer(f"image_2: {caption(target)}.")
+    return target
+
+
 def _video(b: _Builder) -> None:
     clip = sample_clip(b.rng, split="train")
     question = b.template("agent_video")
@@ -205,9 +232,10 @@ def _plain(b: _Builder) -> None:
 
 
 DIALOGUES: dict[str, tuple[float, Callable[[_Builder], Any]]] = {
-    "generate": (0.22, _generate),
-    "edit": (0.2, _edit),
+    "generate": (0.18, _generate),
+    "edit": (0.18, _edit),
     "multi_step": (0.22, _multi_step),
+    "follow_up": (0.12, _follow_up),
     "video": (0.12, _video),
     "describe": (0.1, _describe),
     "fetch": (0.05, _fetch),
@@ -240,7 +268,14 @@ def dialogue_examples(dialogue: Dialogue) -> list[TextExample]:
             continue
         prompt = conversation_for_model(dialogue.messages[:index], tools=specs)
         expected = message.tool_calls[0].name if message.tool_calls else None
-        meta = {"pil_by_sha": dialogue.pil_by_sha, "kind": dialogue.kind, "expected_tool": expected, "turn": index}
+        arguments = dict(message.tool_calls[0].arguments) if message.tool_calls else None
+        meta = {
+            "pil_by_sha": dialogue.pil_by_sha,
+            "kind": dialogue.kind,
+            "expected_tool": expected,
+            "expected_arguments": arguments,
+            "turn": index,
+        }
         examples.append(TextExample("agent", prompt, _turn_text(message), chat=True, meta=meta))
     return examples
 

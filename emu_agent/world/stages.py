@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -108,7 +109,8 @@ def run_stage(
                 module.eval()
                 entry.update(evaluate())
                 module.train()
-                bar.write(f"[{name}] {json.dumps(entry)}")
+                if progress:  # stdout may carry --json output: the log line goes to stderr, like the bar
+                    bar.write(f"[{name}] {json.dumps(entry)}", file=sys.stderr)
             log.append(entry)
         if done % checkpoint_every == 0 or done == steps:
             _save(checkpoint_dir, module, optimizer, done, log)

@@ -42,7 +42,13 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("how many {things} can you see?",),
     ),
     "exists": (
-        ("is there a {colour} {shape}?", "does it show a {colour} {shape}?", "any {colour} {shape}?"),
+        (
+            "is there a {colour} {shape}?",
+            "does it show a {colour} {shape}?",
+            "any {colour} {shape}?",
+            "is a {colour} {shape} in the image?",
+            "is a {colour} {shape} shown?",
+        ),
         ("can you see a {colour} {shape}?",),
     ),
     "t2i": (
@@ -94,6 +100,10 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("in this image, {instruction}", "{instruction}", "please edit it: {instruction}"),
         ("could you change the picture? {instruction}",),
     ),
+    "agent_follow_up": (
+        ("now {instruction}", "{instruction}", "and {instruction}"),
+        ("next, {instruction}",),
+    ),
     "agent_describe": (
         ("what's in this picture?", "tell me what you see.", "describe this image for me."),
         ("what does this image show?",),
@@ -123,6 +133,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "video_new_colour": ("colour", "shape"),
     "agent_generate": ("scene",),
     "agent_edit": ("instruction",),
+    "agent_follow_up": ("instruction",),
     "agent_describe": (),
     "agent_video": (),
 }

@@ -5,8 +5,9 @@
 - language model: LLaMA, hidden 256, 4 layers, 4 heads, on a BPE vocabulary trained on the world's text with
   Emu2's special tokens and the tool-call markers;
 - decoder: a diffusers ``UNet2DConditionModel`` in pixel space (no VAE at 64x64), conditioned as Emu2-Gen is
-  (cross-attention on the 16 embeddings, their mean as the pooled embedding, SDXL time ids), attention only at
-  16x16 and 8x8, predicting the clean image (``prediction_type="sample"``) for few-step Euler sampling.
+  (cross-attention on the 16 embeddings, their mean as the pooled embedding, SDXL time ids) plus the embeddings'
+  4x4 map concatenated to its input, attention only at 16x16 and 8x8, predicting the clean image
+  (``prediction_type="sample"``) for few-step Euler sampling.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ TOOL_TOKENS = (TOOL_CALL_START, TOOL_CALL_END, TOOL_RESULT_END)
 VOCAB_SIZE = 1536  # base BPE vocabulary (control + bytes + trained pieces)
 IMAGE_SIZE = 64
 DECODER_POSITION_SCALE = 1.0  # token-index embeddings for the decoder's cross-attention (see EmuDecoder)
+DECODER_SPATIAL_CONDITIONING = True  # the embeddings' 4x4 map concatenated to the UNet input (see EmuDecoder)
 
 
 def _vision() -> VisionConfig:
@@ -39,7 +41,7 @@ def _decoder(width: int) -> DecoderConfig:
     unet = {
         "_class_name": "UNet2DConditionModel",
         "sample_size": IMAGE_SIZE,
-        "in_channels": 3,
+        "in_channels": 3 + width,  # pixels + the spatial map of the embeddings
         "out_channels": 3,
         "block_out_channels": [16, 32, 64, 128],
         "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
@@ -118,6 +120,7 @@ def build_emu_tiny(tokenizer: EmuTokenizer, *, seed: int = 0) -> EmuModel:
         UNet2DConditionModel.from_config(config.decoder.unet),  # type: ignore[union-attr]
         EulerDiscreteScheduler.from_config(config.decoder.scheduler),  # type: ignore[union-attr]
         position_scale=DECODER_POSITION_SCALE,
+        spatial_conditioning=DECODER_SPATIAL_CONDITIONING,
     )
     model = EmuModel.from_config(config, tokenizer=tokenizer, decoder=decoder, seed=seed)
     model.system_message = None

@@ -7,6 +7,9 @@
    its pixels (Emu2-Gen's decoder objective; diffusion with clean-image prediction, pixel-weighted MSE).
 3. ``lm``: with the encoder frozen, the LLaMA and both projections learn Emu's unified objective on the task
    mixture: cross-entropy on text answers plus l2 regression of the visual embeddings of target images.
+4. ``decoder_ft``: with everything else frozen, the decoder is fine-tuned on the language model's *regressed*
+   embeddings of text-to-image and editing prompts (paired with the target renders), half of each batch, and
+   on true embeddings for the other half, as Emu fine-tunes its diffusion decoder on the regression output.
 
 Stages 2 and 3 both need only stage 1, so they can run side by side (one process each). :func:`assemble`
 merges the parts into one ``save_pretrained`` checkpoint.
@@ -31,7 +34,7 @@ from emu_agent.world.stages import run_stage, step_rng
 from emu_agent.world.tiny import _vision
 from emu_agent.world.vocab import BACKGROUNDS, CELLS, COLOURS, SHAPES
 
-__all__ = ["TrainConfig", "assemble", "train_decoder", "train_encoder", "train_lm"]
+__all__ = ["TrainConfig", "assemble", "train_decoder", "train_decoder_on_regressed", "train_encoder", "train_lm"]
 
 
 class TrainConfig(BaseModel):
@@ -47,9 +50,14 @@ class TrainConfig(BaseModel):
     decoder_steps: int = 1500
     decoder_batch: int = 16
     decoder_lr: float = 1e-3
+    decoder_embedding_noise: float = 0.5
+    decoder_ft_steps: int = 300
+    decoder_ft_lr: float = 2e-4
     lm_steps: int = 2500
     lm_batch: int = 32
     lm_lr: float = 1e-3
+    lm_init: Path | None = None
+    lm_mixture: dict[str, float] | None = None
     regression_weight: float = 1.0
     time_limit_s: float | None = None
     progress: bool = True
@@ -173,12 +181,45 @@ def _pixel_weights(scenes: list[Scene], pixels: torch.Tensor, boost: float = 4.0
     return 1.0 + boost * (distance > 0.3).float()
 
 
+def _pixels(images: list[Any]) -> torch.Tensor:
+    """PIL images -> (B, 3, H, W) in [-1, 1]."""
+    import numpy as np
+
+    pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) for im in images]))
+    return pixels.permute(0, 3, 1, 2) / 127.5 - 1
+
+
+def _reconstruction_score(decoder: Any, embed: Any) -> dict[str, float]:
+    """Share of 24 fixed scenes the decoder paints back exactly (world checker) from their true embeddings."""
+    from emu_agent.world.checker import check_image
+
+    scenes, images = scene_batch(random.Random("eval/decoder"), 24)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        out = decoder.decode(
+            embed(images), height=64, width=64, num_inference_steps=8, guidance_scale=1.0, generator=generator
+        )
+    ok = [check_image(img, scene).ok for img, scene in zip(out, scenes, strict=True)]
+    return {"reconstruction_ok": round(sum(ok) / len(ok), 3)}
+
+
+def _noised(embeddings: torch.Tensor, max_noise: float, generator: torch.Generator) -> torch.Tensor:
+    """Half the batch gets Gaussian noise of a random level in [0, max_noise) (embeddings have unit scale), so the
+    decoder also paints from the language model's inexact regressed embeddings, not only from exact ones."""
+    if max_noise <= 0:
+        return embeddings
+    batch = embeddings.shape[0]
+    level = torch.rand(batch, generator=generator) * max_noise * (torch.rand(batch, generator=generator) < 0.5)
+    noise = torch.randn(embeddings.shape, generator=generator)
+    return embeddings + level[:, None, None] * noise  # (B, n, w)
+
+
 def train_decoder(config: TrainConfig) -> dict[str, Any]:
     """Stage 2. Writes ``run_dir/decoder/weights.safetensors`` (the UNet)."""
     from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
     from emu_agent.model.decoder import EmuDecoder
-    from emu_agent.world.tiny import DECODER_POSITION_SCALE, _decoder
+    from emu_agent.world.tiny import DECODER_POSITION_SCALE, DECODER_SPATIAL_CONDITIONING, _decoder
 
     torch.manual_seed(config.seed + 1)
     visual = load_trained_encoder(config.run_dir)
@@ -188,6 +229,7 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
         UNet2DConditionModel.from_config(decoder_config.unet),
         EulerDiscreteScheduler.from_config(decoder_config.scheduler),
         position_scale=DECODER_POSITION_SCALE,
+        spatial_conditioning=DECODER_SPATIAL_CONDITIONING,
     )
 
     def embed(images: list[Any]) -> torch.Tensor:
@@ -197,25 +239,11 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "decoder", step)
         scenes, images = scene_batch(rng, config.decoder_batch)
-        import numpy as np
-
-        pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) for im in images]))
-        pixels = pixels.permute(0, 3, 1, 2) / 127.5 - 1  # (B, 3, H, W) in [-1, 1]
+        pixels = _pixels(images)
         generator = torch.Generator().manual_seed(rng.getrandbits(62))
         weights = _pixel_weights(scenes, pixels)
-        return {"diffusion": decoder.train_loss(pixels, embed(images), generator=generator, pixel_weights=weights)}
-
-    def evaluate() -> dict[str, float]:
-        from emu_agent.world.checker import check_image
-
-        scenes, images = scene_batch(random.Random("eval/decoder"), 24)
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            out = decoder.decode(
-                embed(images), height=64, width=64, num_inference_steps=8, guidance_scale=1.0, generator=generator
-            )
-        ok = [check_image(img, scene).ok for img, scene in zip(out, scenes, strict=True)]
-        return {"reconstruction_ok": round(sum(ok) / len(ok), 3)}
+        embeddings = _noised(embed(images), config.decoder_embedding_noise, generator)
+        return {"diffusion": decoder.train_loss(pixels, embeddings, generator=generator, pixel_weights=weights)}
 
     return dict(
         run_stage(
@@ -225,7 +253,7 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
             steps=config.decoder_steps,
             lr=config.decoder_lr,
             checkpoint_dir=config.run_dir / "decoder",
-            evaluate=evaluate,
+            evaluate=lambda: _reconstruction_score(decoder, embed),
             eval_every=250,
             progress=config.progress,
             time_limit_s=config.time_limit_s,
@@ -251,9 +279,11 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     model.decoder = None
     model.visual.load_state_dict(load_trained_encoder(config.run_dir).state_dict())
     model.visual.requires_grad_(False)
-    weights = mixture or DEFAULT_MIXTURE
+    weights = mixture or config.lm_mixture or DEFAULT_MIXTURE
     scale = _embedding_scale(model)
     trainable = nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
+    if config.lm_init is not None and not (config.run_dir / "lm" / "state.json").exists():
+        _init_from(trainable, Path(config.lm_init))
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "lm", step)
@@ -272,6 +302,18 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
         warmup=100,
     )
     return dict(result)
+
+
+def _init_from(module: nn.Module, run_dir: Path) -> None:
+    """Start a new LM phase (fresh optimizer and schedule) from another run's LM weights."""
+    from safetensors.torch import load_file
+
+    path = run_dir / "lm" / "weights.safetensors"
+    if not path.is_file():
+        from emu_agent.errors import InputError
+
+        raise InputError(f"lm_init={str(run_dir)!r} has no lm/weights.safetensors")
+    module.load_state_dict(load_file(str(path)))
 
 
 def _bucketed_losses(
@@ -307,26 +349,92 @@ def _embedding_scale(model: Any) -> torch.Tensor:
     return feats.flatten(0, 1).std(0).clamp_min(1e-2)  # (width,)
 
 
-# ------------------------------------------------------------------------------------------ assemble
-def assemble(run_dir: Path, out_dir: Path, *, dtype: torch.dtype = torch.float16) -> Path:
-    """Merge the stages into one checkpoint (``EmuModel.save_pretrained`` layout) at ``out_dir``."""
+# ------------------------------------------------------------------------------------------ stage 4: decoder_ft
+_GENERATION_TASKS = {"t2i": 0.4, "edit": 0.6}
+
+
+def _assembled_model(run_dir: Path, decoder_dir: str = "decoder") -> Any:
+    """emu-tiny (fp32) from a run dir's stages, every part frozen."""
     from safetensors.torch import load_file
 
     from emu_agent.model.tokenizer import EmuTokenizer
     from emu_agent.world.tiny import build_emu_tiny
 
-    tokenizer = EmuTokenizer.from_pretrained(run_dir / "tokenizer")
-    model = build_emu_tiny(tokenizer)
+    model = build_emu_tiny(EmuTokenizer.from_pretrained(run_dir / "tokenizer"))
     model.visual.load_state_dict(load_trained_encoder(run_dir).state_dict())
     lm_state = load_file(str(run_dir / "lm" / "weights.safetensors"))
     for name in ("lm", "project_up", "project_down"):
         part = {k[len(name) + 1 :]: v for k, v in lm_state.items() if k.startswith(name + ".")}
         getattr(model, name).load_state_dict(part)
-    model.decoder.unet.load_state_dict(load_file(str(run_dir / "decoder" / "weights.safetensors")))  # type: ignore[union-attr]
+    model.decoder.unet.load_state_dict(load_file(str(run_dir / decoder_dir / "weights.safetensors")))
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def train_decoder_on_regressed(config: TrainConfig) -> dict[str, Any]:
+    """Stage 4. Writes ``run_dir/decoder_ft/weights.safetensors`` (the UNet, fine-tuned)."""
+    from emu_agent.world.tasks import sample_example
+
+    torch.manual_seed(config.seed + 4)
+    model = _assembled_model(config.run_dir)
+    decoder = model.decoder
+    decoder.unet.requires_grad_(True)
+    vision = model.config.vision
+    half = max(1, config.decoder_batch // 2)
+
+    def embed(images: list[Any]) -> torch.Tensor:
+        with torch.no_grad():
+            return pool_visual_tokens(model.visual(preprocess_images(images, vision.image_size)), vision.n_query)
+
+    def loss_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = step_rng(config.seed, "decoder_ft", step)
+        names = list(_GENERATION_TASKS)
+        tasks = rng.choices(names, weights=[_GENERATION_TASKS[n] for n in names], k=half)
+        examples = [sample_example(task, rng, split="train") for task in tasks]
+        with torch.no_grad():
+            regressed = model.batch_regress_visual_embeddings([ex.prompt for ex in examples])  # (b, n, w)
+        scenes, images = scene_batch(rng, config.decoder_batch - half)
+        all_scenes = [ex.target_scene for ex in examples] + scenes
+        pixels = _pixels([ex.target for ex in examples] + images)  # (B, 3, H, W)
+        embeddings = torch.cat([regressed, embed(images)])  # (B, n, w)
+        generator = torch.Generator().manual_seed(rng.getrandbits(62))
+        weights = _pixel_weights(all_scenes, pixels)
+        return {"diffusion": decoder.train_loss(pixels, embeddings, generator=generator, pixel_weights=weights)}
+
+    return dict(
+        run_stage(
+            "decoder_ft",
+            decoder.unet,
+            loss_fn,
+            steps=config.decoder_ft_steps,
+            lr=config.decoder_ft_lr,
+            checkpoint_dir=config.run_dir / "decoder_ft",
+            evaluate=lambda: _reconstruction_score(decoder, embed),
+            eval_every=100,
+            progress=config.progress,
+            time_limit_s=config.time_limit_s,
+            warmup=20,
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------ assemble
+def assemble(run_dir: Path, out_dir: Path, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Merge the stages into one checkpoint (``EmuModel.save_pretrained`` layout) at ``out_dir``.
+
+    The decoder is the fine-tuned one (``decoder_ft``) when that stage has run, else the stage-2 one.
+    """
+    run_dir = Path(run_dir)
+    decoder_dir = "decoder_ft" if (run_dir / "decoder_ft" / "weights.safetensors").is_file() else "decoder"
+    model = _assembled_model(run_dir, decoder_dir)
     model.to(dtype)
     model.save_pretrained(out_dir)
+    stages = ("encoder", "decoder", "lm", "decoder_ft")
     summary = {
-        name: json.loads((run_dir / name / "state.json").read_text())["step"] for name in ("encoder", "decoder", "lm")
+        name: json.loads((run_dir / name / "state.json").read_text())["step"]
+        for name in stages
+        if (run_dir / name / "state.json").is_file()
     }
     (Path(out_dir) / "training.json").write_text(json.dumps({"steps": summary}, indent=2))
     return Path(out_dir)

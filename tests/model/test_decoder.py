@@ -348,8 +348,62 @@ def test_position_scale_marks_token_order_and_round_trips(gen_config: dict, tmp_
     moved = positioned.conditioning(swapped, 16, 16, (1024, 1024), (0, 0))["encoder_hidden_states"]
     assert not torch.allclose(moved[:, [1, 0, 2]], cond["encoder_hidden_states"])
     positioned.save_pretrained(tmp_path / "dec")
-    assert json.loads((tmp_path / "dec" / "emu_decoder.json").read_text()) == {"position_scale": 0.5}
+    sidecar = json.loads((tmp_path / "dec" / "emu_decoder.json").read_text())
+    assert sidecar == {"position_scale": 0.5, "spatial_conditioning": False}
     assert EmuDecoder.from_pretrained(tmp_path / "dec").position_scale == 0.5
+
+
+def _spatial_decoder(gen_config: dict) -> EmuDecoder:
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**{**TINY_UNET, "in_channels": 3 + 8})  # pixels + an 8-wide embedding map
+    return EmuDecoder(unet, EulerDiscreteScheduler.from_config(gen_config["scheduler"]), spatial_conditioning=True)
+
+
+def test_spatial_map_paints_each_token_over_its_pooled_region() -> None:
+    emb = torch.arange(4 * 2, dtype=torch.float32).reshape(1, 4, 2)  # 2x2 grid, row-major, width 2
+    grid = EmuDecoder.spatial_map(emb, 8, 8)  # (1, 2, 8, 8)
+    assert grid.shape == (1, 2, 8, 8)
+    for token, (rows, cols) in enumerate([(slice(0, 4), slice(0, 4)), (slice(0, 4), slice(4, 8)),
+                                          (slice(4, 8), slice(0, 4)), (slice(4, 8), slice(4, 8))]):  # fmt: skip
+        block = grid[0, :, rows, cols]
+        torch.testing.assert_close(block, emb[0, token][:, None, None].expand_as(block))
+    with pytest.raises(InputError, match="square token grid; got 3"):
+        EmuDecoder.spatial_map(torch.zeros(1, 3, 2), 8, 8)
+
+
+def test_spatial_conditioning_decodes_trains_and_round_trips(gen_config: dict, tmp_path: Path) -> None:
+    dec = _spatial_decoder(gen_config)
+    assert dec.latent_channels == 3
+    emb = torch.randn(2, 4, 8)
+    images = dec.decode(emb, height=16, width=16, num_inference_steps=2, guidance_scale=1.0,
+                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert [im.size for im in images] == [(16, 16), (16, 16)]
+    cond = dec.conditioning(emb, 16, 16, (1024, 1024), (0, 0))
+    assert cond["spatial"].shape == (2, 8, 16, 16)
+    # a change to the top-left token changes the prediction most in the top-left quadrant: the map is local
+    latents = torch.randn(1, 3, 16, 16)
+    t = torch.tensor([500])
+    base = dec.predict_noise(latents, t, dec.conditioning(emb[:1], 16, 16, (1024, 1024), (0, 0)))
+    changed_emb = emb[:1].clone()
+    changed_emb[0, 0] += 5.0
+    changed = dec.predict_noise(latents, t, dec.conditioning(changed_emb, 16, 16, (1024, 1024), (0, 0)))
+    diff = (changed - base).abs().sum(1)[0]  # (16, 16)
+    assert diff[:8, :8].mean() > diff[8:, 8:].mean()
+    loss = dec.train_loss(torch.rand(2, 3, 16, 16) * 2 - 1, emb, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert dec.unet.conv_in.weight.grad[:, 3:].abs().sum() > 0  # the map's input channels learn
+    dec.save_pretrained(tmp_path / "dec")
+    loaded = EmuDecoder.from_pretrained(tmp_path / "dec")
+    assert loaded.spatial_conditioning and loaded.unet.config.in_channels == 11
+    again = loaded.decode(emb, height=16, width=16, num_inference_steps=2, guidance_scale=1.0,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert [np.asarray(a).tolist() for a in again] == [np.asarray(b).tolist() for b in images]
+
+
+def test_spatial_conditioning_needs_matching_input_channels(gen_config: dict) -> None:
+    with pytest.raises(ModelLoadError, match=r"in_channels = out_channels \+ cross_attention_dim"):
+        EmuDecoder(UNet2DConditionModel(**TINY_UNET), EulerDiscreteScheduler.from_config(gen_config["scheduler"]),
+                   spatial_conditioning=True)  # fmt: skip
 
 
 def test_pixel_weights_weight_the_squared_error(tiny: EmuDecoder) -> None:

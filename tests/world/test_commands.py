@@ -11,11 +11,13 @@ def test_train_tiny_then_eval_from_the_command_line(tmp_path, capsys) -> None:
     run, model = tmp_path / "run", tmp_path / "model"
     argv = [
         "train-tiny", "--run-dir", str(run), "--out", str(model), "--encoder-steps", "10", "--decoder-steps", "4",
-        "--lm-steps", "10", "--lm-batch", "4", "--decoder-batch", "2", "--threads", "1", "--json",
+        "--lm-steps", "10", "--lm-batch", "4", "--decoder-batch", "2", "--decoder-ft-steps", "2", "--threads", "1",
+        "--json",
     ]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["encoder"]["steps"] == 10 and summary["lm"]["steps"] == 10 and summary["decoder"]["steps"] == 4
+    assert summary["decoder_ft"]["steps"] == 2
     assert (model / "config.json").exists() and json.loads((model / "training.json").read_text())["steps"]["lm"] == 10
 
     report_dir = tmp_path / "report"

@@ -8,10 +8,18 @@ import random
 import pytest
 import torch
 
+from emu_agent.errors import InputError
 from emu_agent.world.batches import IGNORE, collate, forward_losses
 from emu_agent.world.mixture import sample_training_example
 from emu_agent.world.stages import step_rng
-from emu_agent.world.train import TrainConfig, assemble, train_decoder, train_encoder, train_lm
+from emu_agent.world.train import (
+    TrainConfig,
+    assemble,
+    train_decoder,
+    train_decoder_on_regressed,
+    train_encoder,
+    train_lm,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +33,61 @@ def trained(tmp_path_factory):
         decoder_batch=2,
         lm_steps=3,
         lm_batch=4,
+        decoder_ft_steps=2,
         progress=False,
     )
     results = {"encoder": train_encoder(config), "decoder": train_decoder(config), "lm": train_lm(config)}
+    results["decoder_ft"] = train_decoder_on_regressed(config)
     return config, results
 
 
 def test_stages_run_and_record_their_steps(trained):
     config, results = trained
-    for stage, steps in (("encoder", 3), ("decoder", 2), ("lm", 3)):
+    for stage, steps in (("encoder", 3), ("decoder", 2), ("lm", 3), ("decoder_ft", 2)):
         state = json.loads((config.run_dir / stage / "state.json").read_text())
         assert state["step"] == steps
         assert (config.run_dir / stage / "weights.safetensors").stat().st_size > 10_000
     assert 0.0 <= results["encoder"]["scene_acc_train"] <= 1.0
     assert torch.isfinite(torch.tensor(results["lm"]["text"]))
+    assert 0.0 <= results["decoder_ft"]["reconstruction_ok"] <= 1.0
+
+
+def test_decoder_fine_tuning_changes_the_decoder_that_assemble_ships(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    config, _ = trained
+    base = load_file(str(config.run_dir / "decoder" / "weights.safetensors"))
+    tuned = load_file(str(config.run_dir / "decoder_ft" / "weights.safetensors"))
+    assert base.keys() == tuned.keys()
+    assert any(not torch.equal(base[k], tuned[k]) for k in base)
+    out = assemble(config.run_dir, tmp_path / "assembled", dtype=torch.float32)
+    shipped = load_file(str(out / "decoder" / "unet" / "diffusion_pytorch_model.safetensors"))
+    torch.testing.assert_close(shipped["conv_in.weight"], tuned["conv_in.weight"])
+    assert json.loads((out / "training.json").read_text())["steps"]["decoder_ft"] == 2
+
+
+def test_a_new_lm_phase_starts_from_another_runs_weights(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    from emu_agent.world.train import _init_from
+
+    config, _ = trained
+    source = load_file(str(config.run_dir / "lm" / "weights.safetensors"))
+    from emu_agent.model.tokenizer import EmuTokenizer
+    from emu_agent.world.tiny import build_emu_tiny
+
+    model = build_emu_tiny(EmuTokenizer.from_pretrained(config.run_dir / "tokenizer"))
+    module = torch.nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
+    _init_from(module, config.run_dir)
+    for key, value in module.state_dict().items():
+        torch.testing.assert_close(value, source[key])
+    with pytest.raises(InputError, match="nowhere"):
+        _init_from(module, tmp_path / "nowhere")
+    phase = TrainConfig(run_dir=tmp_path / "phase2", lm_init=config.run_dir, lm_steps=1, lm_batch=2, progress=False)
+    (phase.run_dir / "tokenizer").parent.mkdir(parents=True)
+    (phase.run_dir / "encoder").symlink_to(config.run_dir / "encoder")
+    (phase.run_dir / "tokenizer").symlink_to(config.run_dir / "tokenizer")
+    assert train_lm(phase)["steps"] == 1
 
 
 def test_resume_continues_from_the_checkpoint(trained):
@@ -94,3 +143,22 @@ def test_batches_score_only_answers_and_regress_target_slots():
     assert set(losses) == {"text", "regression"}
     sum(losses.values()).backward()
     assert model.project_down.weight.grad is not None and model.project_down.weight.grad.abs().sum() > 0
+
+
+def test_stage_logs_never_reach_stdout(tmp_path, capsys):
+    from emu_agent.world.stages import run_stage
+
+    weight = torch.nn.Linear(2, 1)
+
+    def loss_fn(step: int) -> dict[str, torch.Tensor]:
+        return {"l2": weight(torch.ones(1, 2)).pow(2).sum()}
+
+    for progress in (False, True):
+        result = run_stage(
+            "probe", weight, loss_fn, steps=2, lr=0.1, checkpoint_dir=tmp_path / str(progress),
+            log_every=1, evaluate=lambda: {"score": 1.0}, eval_every=1, progress=progress,
+        )  # fmt: skip
+        assert result["steps"] == 2
+        out, err = capsys.readouterr()
+        assert out == ""  # stdout is for --json output only
+        assert ('"score": 1.0' in err) is progress
