@@ -21,7 +21,9 @@ def add_train_command(subparsers: Any) -> None:
     parser.add_argument("--encoder-steps", type=int, default=1100)
     parser.add_argument("--decoder-steps", type=int, default=1500)
     parser.add_argument("--lm-steps", type=int, default=2500)
-    parser.add_argument("--decoder-ft-steps", type=int, default=300, help="decoder fine-tuning on regressed embeddings")
+    parser.add_argument(
+        "--decoder-ft-steps", type=int, default=0, help="fine-tune the decoder on regressed embeddings (0: skip)"
+    )
     parser.add_argument("--lm-batch", type=int, default=32)
     parser.add_argument("--decoder-batch", type=int, default=16)
     parser.add_argument("--lm-lr", type=float, default=1e-3)
@@ -74,6 +76,8 @@ def run_train(args: argparse.Namespace) -> int:
         "decoder_ft": train_decoder_on_regressed,
     }
     chosen = list(stages) if args.stage == "all" else [args.stage]
+    if args.stage == "all" and args.decoder_ft_steps <= 0:
+        chosen.remove("decoder_ft")
     summary: dict[str, Any] = {}
     for name in chosen:
         summary[name] = stages[name](config)

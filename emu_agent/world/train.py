@@ -51,7 +51,7 @@ class TrainConfig(BaseModel):
     decoder_batch: int = 16
     decoder_lr: float = 1e-3
     decoder_embedding_noise: float = 0.5
-    decoder_ft_steps: int = 300
+    decoder_ft_steps: int = 0
     decoder_ft_lr: float = 2e-4
     lm_steps: int = 2500
     lm_batch: int = 32
@@ -284,6 +284,8 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     trainable = nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
     if config.lm_init is not None and not (config.run_dir / "lm" / "state.json").exists():
         _init_from(trainable, Path(config.lm_init))
+        (config.run_dir / "lm").mkdir(parents=True, exist_ok=True)
+        (config.run_dir / "lm" / "init.json").write_text(json.dumps(_lm_lineage(Path(config.lm_init))))
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "lm", step)
@@ -302,6 +304,14 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
         warmup=100,
     )
     return dict(result)
+
+
+def _lm_lineage(run_dir: Path) -> list[dict[str, Any]]:
+    """The LM phases behind ``run_dir/lm``, oldest first: ``[{"run_dir", "steps"}, ...]``."""
+    lm = run_dir / "lm"
+    earlier = json.loads((lm / "init.json").read_text()) if (lm / "init.json").is_file() else []
+    steps = json.loads((lm / "state.json").read_text())["step"] if (lm / "state.json").is_file() else None
+    return [*earlier, {"run_dir": str(run_dir), "steps": steps}]
 
 
 def _init_from(module: nn.Module, run_dir: Path) -> None:
@@ -436,5 +446,8 @@ def assemble(run_dir: Path, out_dir: Path, *, dtype: torch.dtype = torch.float16
         for name in stages
         if (run_dir / name / "state.json").is_file()
     }
-    (Path(out_dir) / "training.json").write_text(json.dumps({"steps": summary}, indent=2))
+    info: dict[str, Any] = {"steps": summary}
+    if (run_dir / "lm" / "init.json").is_file():  # the LM continued earlier runs: record every phase
+        info["lm_phases"] = _lm_lineage(run_dir)
+    (Path(out_dir) / "training.json").write_text(json.dumps(info, indent=2))
     return Path(out_dir)
