@@ -181,6 +181,17 @@ def _pixel_weights(scenes: list[Scene], pixels: torch.Tensor, boost: float = 4.0
     return 1.0 + boost * (distance > 0.3).float()
 
 
+def _embedder(visual: EvaVisionTransformer) -> Any:
+    """``embed(images) -> (B, n_query, width)``: the frozen encoder's pooled embeddings, without gradients."""
+    vision = _vision()
+
+    def embed(images: list[Any]) -> torch.Tensor:
+        with torch.no_grad():
+            return pool_visual_tokens(visual(preprocess_images(images, vision.image_size)), vision.n_query)
+
+    return embed
+
+
 def _pixels(images: list[Any]) -> torch.Tensor:
     """PIL images -> (B, 3, H, W) in [-1, 1]."""
     import numpy as np
@@ -232,10 +243,7 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
         spatial_conditioning=DECODER_SPATIAL_CONDITIONING,
     )
 
-    def embed(images: list[Any]) -> torch.Tensor:
-        with torch.no_grad():
-            return pool_visual_tokens(visual(preprocess_images(images, vision.image_size)), vision.n_query)
-
+    embed = _embedder(visual)
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "decoder", step)
         scenes, images = scene_batch(rng, config.decoder_batch)
@@ -390,13 +398,9 @@ def train_decoder_on_regressed(config: TrainConfig) -> dict[str, Any]:
     model = _assembled_model(config.run_dir)
     decoder = model.decoder
     decoder.unet.requires_grad_(True)
-    vision = model.config.vision
     half = max(1, config.decoder_batch // 2)
 
-    def embed(images: list[Any]) -> torch.Tensor:
-        with torch.no_grad():
-            return pool_visual_tokens(model.visual(preprocess_images(images, vision.image_size)), vision.n_query)
-
+    embed = _embedder(model.visual)
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "decoder_ft", step)
         names = list(_GENERATION_TASKS)

@@ -162,3 +162,15 @@ def test_stage_logs_never_reach_stdout(tmp_path, capsys):
         out, err = capsys.readouterr()
         assert out == ""  # stdout is for --json output only
         assert ('"score": 1.0' in err) is progress
+
+
+def test_decoder_embedding_noise_touches_about_half_the_batch():
+    from emu_agent.world.train import _noised
+
+    embeddings = torch.zeros(64, 16, 8)
+    assert torch.equal(_noised(embeddings, 0.0, torch.Generator().manual_seed(0)), embeddings)
+    noised = _noised(embeddings, 0.5, torch.Generator().manual_seed(0))
+    changed = noised.abs().flatten(1).amax(1) > 0  # (64,)
+    assert 16 < int(changed.sum()) < 48
+    assert noised[changed].std() < 0.5  # levels are below max_noise (unit-scale embeddings)
+    torch.testing.assert_close(noised, _noised(embeddings, 0.5, torch.Generator().manual_seed(0)))
