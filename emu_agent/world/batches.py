@@ -109,9 +109,20 @@ def encode_media(model: Any, media: list[Any], n_query: int, *, train_visual: bo
 
 
 def forward_losses(
-    model: Any, batch: Batch, *, train_visual: bool = False, embedding_scale: torch.Tensor | None = None
+    model: Any,
+    batch: Batch,
+    *,
+    train_visual: bool = False,
+    embedding_scale: torch.Tensor | None = None,
+    own_slots: dict[int, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Text cross-entropy and visual-embedding regression (MSE, per-dim standardised by ``embedding_scale``)."""
+    """Text cross-entropy and visual-embedding regression (MSE, per-dim standardised by ``embedding_scale``).
+
+    ``own_slots`` maps a batch row to the model's own free-running regression of its target image
+    (n_query, width): that row's target slots are fed those embeddings instead of the true ones, as inference
+    feeds them, while the loss still compares each prediction with the true embedding (training on its own
+    rollouts, against exposure bias). Rows not in it are teacher-forced.
+    """
     vision = model.config.vision
     tokenizer = model.tokenizer
     embeds = model.lm.get_input_embeddings()(batch.input_ids)  # (B, L, H)
@@ -122,6 +133,10 @@ def forward_losses(
         embeds[batch.input_ids == tokenizer.image_token_id] = model.project_up(image_feats).flatten(0, 1)
     if len(batch.frames):
         embeds[batch.input_ids == tokenizer.frame_token_id] = model.project_up(frame_feats).flatten(0, 1)
+    for row, start, _ in batch.regress:
+        if own_slots and row in own_slots:
+            own = own_slots[row].detach().to(embeds.dtype)  # (nq, width): what inference would feed
+            embeds[row, start : start + vision.n_query] = model.project_up(own)
     hidden = model.lm.model(inputs_embeds=embeds, attention_mask=batch.attention_mask).last_hidden_state  # (B,L,H)
     losses: dict[str, torch.Tensor] = {}
     scored = batch.labels[:, 1:] != IGNORE  # (B, L-1): position t predicts token t+1

@@ -31,6 +31,12 @@ def add_train_command(subparsers: Any) -> None:
     parser.add_argument(
         "--lm-init", type=Path, help="start the LM from this run dir's lm/ weights (a new phase: fresh schedule)"
     )
+    parser.add_argument(
+        "--lm-rollout",
+        type=float,
+        default=0.0,
+        help="fraction of image targets trained on the LM's own free-running regression (against exposure bias)",
+    )
     parser.add_argument("--mixture", type=Path, help="JSON file of task weights for the LM (default: the built-in)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--time-limit", type=float, help="stop each stage after this many seconds (resumable)")
@@ -65,6 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
         lm_lr=args.lm_lr,
         decoder_lr=args.decoder_lr,
         lm_init=args.lm_init,
+        lm_rollout=args.lm_rollout,
         lm_mixture=json.loads(args.mixture.read_text()) if args.mixture else None,
         time_limit_s=args.time_limit,
         progress=not args.json,

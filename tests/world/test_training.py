@@ -83,7 +83,9 @@ def test_a_new_lm_phase_starts_from_another_runs_weights(trained, tmp_path):
         torch.testing.assert_close(value, source[key])
     with pytest.raises(InputError, match="nowhere"):
         _init_from(module, tmp_path / "nowhere")
-    phase = TrainConfig(run_dir=tmp_path / "phase2", lm_init=config.run_dir, lm_steps=1, lm_batch=2, progress=False)
+    phase = TrainConfig(
+        run_dir=tmp_path / "phase2", lm_init=config.run_dir, lm_steps=1, lm_batch=4, lm_rollout=1.0, progress=False
+    )
     (phase.run_dir / "tokenizer").parent.mkdir(parents=True)
     (phase.run_dir / "encoder").symlink_to(config.run_dir / "encoder")
     (phase.run_dir / "tokenizer").symlink_to(config.run_dir / "tokenizer")
@@ -174,3 +176,35 @@ def test_decoder_embedding_noise_touches_about_half_the_batch():
     assert 16 < int(changed.sum()) < 48
     assert noised[changed].std() < 0.5  # levels are below max_noise (unit-scale embeddings)
     torch.testing.assert_close(noised, _noised(embeddings, 0.5, torch.Generator().manual_seed(0)))
+
+
+def test_rollout_slots_reproduce_free_running_regression():
+    """Fed its own rollouts, the training forward predicts exactly what inference regresses, and the loss compares
+    those predictions with the true embeddings: the training signal is on the inputs inference really sees."""
+    from emu_agent.world.batches import encode_media
+    from emu_agent.world.tiny import build_emu_tiny, train_tiny_tokenizer
+    from emu_agent.world.train import _own_rollouts
+
+    model = build_emu_tiny(train_tiny_tokenizer(0, n_texts=300), seed=1)
+    rng = random.Random(5)
+    wanted = ["t2i", "caption", "edit"]
+    examples = []
+    while wanted:
+        ex = sample_training_example(rng)
+        if ex.task == wanted[0]:
+            examples.append(ex)
+            wanted.pop(0)
+    assert _own_rollouts(model, examples, 0.0, random.Random(0)) == {}
+    own = _own_rollouts(model, examples, 1.0, random.Random(0))
+    assert sorted(own) == [0, 2]  # the image targets only, by batch row
+    batch = collate(model, examples)
+    with torch.no_grad():
+        true = encode_media(model, [batch.images[i] for _, _, i in batch.regress], 16, train_visual=False)
+        rolled = torch.stack([own[row] for row, _, _ in batch.regress])  # (2, 16, width)
+        expected = (rolled - true).pow(2).mean()
+        fed_own = forward_losses(model, batch, own_slots=own)["regression"]
+        forced = forward_losses(model, batch)["regression"]
+    torch.testing.assert_close(fed_own, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(forced, fed_own)
+    for row, _, _ in batch.regress:  # the rollouts are the model's own free-running regression
+        torch.testing.assert_close(own[row][None], model.regress_visual_embeddings(examples[row].prompt))
