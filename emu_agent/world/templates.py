@@ -22,7 +22,15 @@ TemplateSplit = Literal["train", "eval"]
 # kind -> (train templates, eval-only templates)
 TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "caption": (
-        ("describe the image.", "what is in the picture?", "caption this image."),
+        (
+            "describe the image.",
+            "what is in the picture?",
+            "caption this image.",
+            "what does the picture show?",
+            "describe this scene.",
+            "what is in this image?",
+            "tell me about the picture.",
+        ),
         ("what do you see?",),
     ),
     "vqa_colour": (

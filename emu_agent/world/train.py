@@ -296,6 +296,9 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
         _init_from(trainable, Path(config.lm_init))
         (config.run_dir / "lm").mkdir(parents=True, exist_ok=True)
         (config.run_dir / "lm" / "init.json").write_text(json.dumps(_lm_lineage(Path(config.lm_init))))
+    (config.run_dir / "lm").mkdir(parents=True, exist_ok=True)
+    recipe = {"lr": config.lm_lr, "batch": config.lm_batch, "rollout": config.lm_rollout, "mixture": weights}
+    (config.run_dir / "lm" / "phase.json").write_text(json.dumps(recipe))
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "lm", step)
@@ -318,11 +321,13 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
 
 
 def _lm_lineage(run_dir: Path) -> list[dict[str, Any]]:
-    """The LM phases behind ``run_dir/lm``, oldest first: ``[{"run_dir", "steps"}, ...]``."""
+    """The LM phases behind ``run_dir/lm``, oldest first: ``[{"run_dir", "steps", "lr", "rollout", ...}, ...]``
+    (each phase's recipe from its ``phase.json``, where it has one)."""
     lm = run_dir / "lm"
     earlier = json.loads((lm / "init.json").read_text()) if (lm / "init.json").is_file() else []
     steps = json.loads((lm / "state.json").read_text())["step"] if (lm / "state.json").is_file() else None
-    return [*earlier, {"run_dir": str(run_dir), "steps": steps}]
+    recipe = json.loads((lm / "phase.json").read_text()) if (lm / "phase.json").is_file() else {}
+    return [*earlier, {"run_dir": str(run_dir), "steps": steps, **recipe}]
 
 
 def _init_from(module: nn.Module, run_dir: Path) -> None:

@@ -69,7 +69,7 @@ def test_decoder_fine_tuning_changes_the_decoder_that_assemble_ships(trained, tm
 def test_a_new_lm_phase_starts_from_another_runs_weights(trained, tmp_path):
     from safetensors.torch import load_file
 
-    from emu_agent.world.train import _init_from
+    from emu_agent.world.train import _init_from, _lm_lineage
 
     config, _ = trained
     source = load_file(str(config.run_dir / "lm" / "weights.safetensors"))
@@ -90,6 +90,9 @@ def test_a_new_lm_phase_starts_from_another_runs_weights(trained, tmp_path):
     (phase.run_dir / "encoder").symlink_to(config.run_dir / "encoder")
     (phase.run_dir / "tokenizer").symlink_to(config.run_dir / "tokenizer")
     assert train_lm(phase)["steps"] == 1
+    lineage = _lm_lineage(phase.run_dir)  # what training.json ships as lm_phases
+    assert [entry["run_dir"] for entry in lineage] == [str(config.run_dir), str(phase.run_dir)]
+    assert lineage[-1]["steps"] == 1 and lineage[-1]["rollout"] == 1.0 and lineage[-1]["lr"] == phase.lm_lr
 
 
 def test_resume_continues_from_the_checkpoint(trained):
