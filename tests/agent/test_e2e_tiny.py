@@ -90,5 +90,7 @@ def test_follow_up_edit_refers_to_the_earlier_picture_by_handle(agent: Any) -> N
     calls = [c for s in follow.steps for c in s.tool_calls]
     assert [c.name for c in calls] == ["edit_image"], follow.steps
     assert calls[0].arguments["image"] == "image_1"
-    assert "green square" in calls[0].arguments["instruction"] and "blue" in calls[0].arguments["instruction"]
+    assert "green square" in calls[0].arguments["instruction"]  # the edit names the object in image_1
+    # the new colour is a tool argument emu-tiny copies right only part of the time (follow-up arguments ~35%,
+    # tests/world/test_emu_tiny.py holds the rate; docs/emu-tiny.md), so one pinned prompt doesn't assert it
     assert follow.images[-1].derived_from == first.images[-1].sha256

@@ -53,17 +53,21 @@ def test_fast_eval_subset_scores_well_above_chance(model) -> None:
     scores = {row.task: row.score for row in report.rows}
     # chance: count ~1/4, few-shot ~0, an exactly right image ~0; full run (limit 100): docs/emu-tiny.md
     assert scores["count"] >= 0.6 and scores["few_shot"] >= 0.7, scores
-    assert scores["t2i"] >= 0.5 and scores["edit"] >= 0.25, scores
+    assert scores["t2i"] >= 0.75 and scores["edit"] >= 0.4, scores  # shipped: 0.94 and 0.56 here
 
 
-def test_captions_on_trained_phrasings(model) -> None:
+def test_captions_on_trained_and_unseen_phrasings(model) -> None:
     from emu_agent.world.eval import draw_examples, score_text
 
-    # the eval-only phrasing ("what do you see?") is a known weakness, reported in docs/emu-tiny.md
-    examples = [ex for ex in draw_examples("caption", seed=11, limit=40) if ex.meta["template_split"] == "train"]
+    examples = draw_examples("caption", seed=11, limit=40)
     outputs = model.generate_texts([ex.prompt for ex in examples], max_new_tokens=40)
-    exact = sum(score_text(out, ex.answer) for out, ex in zip(outputs, examples, strict=True)) / len(examples)
-    assert len(examples) >= 12 and exact >= 0.6, exact
+    by_split: dict[str, list[bool]] = {"train": [], "eval": []}
+    for out, ex in zip(outputs, examples, strict=True):
+        by_split[ex.meta["template_split"]].append(score_text(out, ex.answer))
+    trained, unseen = (sum(v) / len(v) for v in (by_split["train"], by_split["eval"]))
+    # shipped: 13/14 on trained phrasings, 12/26 on the eval-only "what do you see?" (docs/emu-tiny.md)
+    assert len(by_split["train"]) >= 12 and trained >= 0.75, trained
+    assert len(by_split["eval"]) >= 12 and unseen >= 0.25, unseen
 
 
 def test_generates_and_edits_checkable_images(model) -> None:
@@ -77,3 +81,28 @@ def test_generates_and_edits_checkable_images(model) -> None:
     assert edited.size == (64, 64)
     assert check_image(edited, Scene((SceneObject("blue", "circle", "top left"),))).ok
     assert detect_objects(image).background == "white"  # unnamed background defaults to white in the world
+
+
+def test_follow_up_requests_call_the_right_tool_with_the_right_arguments(model) -> None:
+    """Second requests in a conversation ("now make it blue."), from held-out dialogues: the model must pick the
+    tool and refer back by handle; exact arguments (the new colour copied right) are its known weak point."""
+    import random
+
+    from emu_agent.world.agent_eval import _with_pixels, parse_tool_calls
+    from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
+
+    rng = random.Random("followup-check")
+    turns = []
+    while len(turns) < 40:
+        dialogue = sample_dialogue(rng, split="eval")
+        if dialogue.kind == "follow_up":
+            turns.append([ex for ex in dialogue_examples(dialogue) if ex.meta["expected_tool"] is not None][-1])
+    outputs = model.generate_texts([_with_pixels(ex) for ex in turns], max_new_tokens=96, skip_special_tokens=False)
+    calls = [parse_tool_calls(out)[0] for out in outputs]
+    tool = sum(bool(c) and c[0][0] == ex.meta["expected_tool"] for c, ex in zip(calls, turns, strict=True))
+    exact = sum(
+        bool(c) and c[0] == (ex.meta["expected_tool"], ex.meta["expected_arguments"])
+        for c, ex in zip(calls, turns, strict=True)
+    )
+    # shipped checkpoint: tool 26/40, exact 14/40 (chance: ~0 for exact arguments)
+    assert tool >= 20 and exact >= 8, (tool, exact)
