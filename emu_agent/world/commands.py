@@ -47,7 +47,9 @@ def add_train_command(subparsers: Any) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Run the chosen stage(s); with ``--out`` assemble the checkpoint."""
     import torch
+    from pydantic import ValidationError
 
+    from emu_agent.errors import InputError
     from emu_agent.world.train import (
         TrainConfig,
         assemble,
@@ -59,7 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = TrainConfig(
+    options = dict(
         run_dir=args.run_dir,
         seed=args.seed,
         encoder_steps=args.encoder_steps,
@@ -76,6 +78,12 @@ def run_train(args: argparse.Namespace) -> int:
         time_limit_s=args.time_limit,
         progress=not args.json,
     )
+    try:
+        config = TrainConfig(**options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"train-tiny: {field}={first.get('input')!r}: {first['msg']}") from None
     stages = {
         "encoder": train_encoder,
         "decoder": train_decoder,

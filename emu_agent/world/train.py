@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from emu_agent.model.visual import EvaVisionTransformer, pool_visual_tokens, preprocess_images
@@ -59,7 +59,7 @@ class TrainConfig(BaseModel):
     lm_init: Path | None = None
     lm_mixture: dict[str, float] | None = None
     regression_weight: float = 1.0
-    lm_rollout: float = 0.0
+    lm_rollout: float = Field(0.0, ge=0.0, le=1.0)  # fraction of image targets fed the LM's own rollouts
     time_limit_s: float | None = None
     progress: bool = True
 
@@ -486,7 +486,7 @@ def assemble(run_dir: Path, out_dir: Path, *, dtype: torch.dtype = torch.float16
         if (run_dir / name / "state.json").is_file()
     }
     info: dict[str, Any] = {"steps": summary}
-    if (run_dir / "lm" / "init.json").is_file():  # the LM continued earlier runs: record every phase
+    if (run_dir / "lm" / "state.json").is_file():  # every LM phase (earlier runs it continued, then this one)
         info["lm_phases"] = _lm_lineage(run_dir)
     (Path(out_dir) / "training.json").write_text(json.dumps(info, indent=2))
     return Path(out_dir)

@@ -12,13 +12,15 @@ def test_train_tiny_then_eval_from_the_command_line(tmp_path, capsys) -> None:
     argv = [
         "train-tiny", "--run-dir", str(run), "--out", str(model), "--encoder-steps", "10", "--decoder-steps", "4",
         "--lm-steps", "10", "--lm-batch", "4", "--decoder-batch", "2", "--decoder-ft-steps", "2", "--threads", "1",
-        "--json",
+        "--lm-rollout", "0.5", "--json",
     ]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["encoder"]["steps"] == 10 and summary["lm"]["steps"] == 10 and summary["decoder"]["steps"] == 4
     assert summary["decoder_ft"]["steps"] == 2
-    assert (model / "config.json").exists() and json.loads((model / "training.json").read_text())["steps"]["lm"] == 10
+    training = json.loads((model / "training.json").read_text())
+    assert (model / "config.json").exists() and training["steps"]["lm"] == 10
+    assert training["lm_phases"][-1]["rollout"] == 0.5
 
     report_dir = tmp_path / "report"
     argv = ["eval", "--model", str(model), "--limit", "1", "--tasks", "caption", "t2i", "agent"]
@@ -33,3 +35,11 @@ def test_train_tiny_then_eval_from_the_command_line(tmp_path, capsys) -> None:
 def test_eval_reports_a_missing_model_as_json(tmp_path, capsys) -> None:
     assert main(["eval", "--model", str(tmp_path / "nope"), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["error"] == "ModelLoadError"
+
+
+def test_train_tiny_rejects_an_out_of_range_option_by_name(tmp_path, capsys) -> None:
+    argv = ["train-tiny", "--run-dir", str(tmp_path / "run"), "--stage", "lm", "--lm-rollout", "2", "--json"]
+    assert main(argv) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"] == "InputError" and "lm_rollout=2.0" in out["message"]
+    assert not (tmp_path / "run" / "lm").exists()  # nothing started

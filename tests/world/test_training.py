@@ -197,6 +197,8 @@ def test_rollout_slots_reproduce_free_running_regression():
         if ex.task == wanted[0]:
             examples.append(ex)
             wanted.pop(0)
+    with pytest.raises(ValueError, match="lm_rollout"):  # pydantic's ValidationError names the field
+        TrainConfig(run_dir="run", lm_rollout=1.5)
     assert _own_rollouts(model, examples, 0.0, random.Random(0)) == {}
     own = _own_rollouts(model, examples, 1.0, random.Random(0))
     assert sorted(own) == [0, 2]  # the image targets only, by batch row
