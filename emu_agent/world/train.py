@@ -292,11 +292,10 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     weights = mixture or config.lm_mixture or DEFAULT_MIXTURE
     scale = _embedding_scale(model)
     trainable = nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
+    (config.run_dir / "lm").mkdir(parents=True, exist_ok=True)
     if config.lm_init is not None and not (config.run_dir / "lm" / "state.json").exists():
         _init_from(trainable, Path(config.lm_init))
-        (config.run_dir / "lm").mkdir(parents=True, exist_ok=True)
         (config.run_dir / "lm" / "init.json").write_text(json.dumps(_lm_lineage(Path(config.lm_init))))
-    (config.run_dir / "lm").mkdir(parents=True, exist_ok=True)
     recipe = {"lr": config.lm_lr, "batch": config.lm_batch, "rollout": config.lm_rollout, "mixture": weights}
     (config.run_dir / "lm" / "phase.json").write_text(json.dumps(recipe))
 
