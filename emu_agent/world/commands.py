@@ -19,6 +19,12 @@ def add_train_command(subparsers: Any) -> None:
     parser.add_argument("--stage", choices=["encoder", "decoder", "lm", "decoder_ft", "all"], default="all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--encoder-steps", type=int, default=1100)
+    parser.add_argument(
+        "--encoder-grayscale",
+        type=float,
+        default=0.0,
+        help="fraction of encoder images shown in grayscale (colour targets ignored): shape read apart from colour",
+    )
     parser.add_argument("--decoder-steps", type=int, default=1500)
     parser.add_argument("--lm-steps", type=int, default=2500)
     parser.add_argument(
@@ -65,6 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         seed=args.seed,
         encoder_steps=args.encoder_steps,
+        encoder_grayscale=args.encoder_grayscale,
         decoder_steps=args.decoder_steps,
         lm_steps=args.lm_steps,
         decoder_ft_steps=args.decoder_ft_steps,

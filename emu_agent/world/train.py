@@ -29,7 +29,7 @@ from torch import nn
 
 from emu_agent.model.visual import EvaVisionTransformer, pool_visual_tokens, preprocess_images
 from emu_agent.world.render import render_scene
-from emu_agent.world.scene import Scene, sample_scene
+from emu_agent.world.scene import Scene, is_heldout_triple, sample_scene
 from emu_agent.world.stages import run_stage, step_rng
 from emu_agent.world.tiny import _vision
 from emu_agent.world.vocab import BACKGROUNDS, CELLS, COLOURS, SHAPES
@@ -47,6 +47,8 @@ class TrainConfig(BaseModel):
     encoder_steps: int = 600
     encoder_batch: int = 64
     encoder_lr: float = 1e-3
+    # fraction of encoder images shown in grayscale, colour targets ignored: shape read apart from colour
+    encoder_grayscale: float = Field(0.0, ge=0.0, le=1.0)
     decoder_steps: int = 1500
     decoder_batch: int = 16
     decoder_lr: float = 1e-3
@@ -99,14 +101,23 @@ def _attribute_targets(scene: Scene) -> torch.Tensor:
     return torch.tensor([*shapes, *colours, list(BACKGROUNDS).index(scene.background)])  # (19,)
 
 
-def _attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _attribute_loss(
+    logits: torch.Tensor, targets: torch.Tensor, colour_known: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy over every cell's shape and colour and the background, and the share of scenes read
+    entirely right. ``colour_known`` (B,) bool: where False (a grayscale image) colour targets are ignored."""
     n_cells, n_shape, n_colour = len(CELLS), 1 + len(SHAPES), 1 + len(COLOURS)
-    shape_logits = logits[:, : n_cells * n_shape].reshape(-1, n_cells, n_shape)
+    shape_logits = logits[:, : n_cells * n_shape].reshape(-1, n_cells, n_shape)  # (B, 9, 4)
     colour_logits = logits[:, n_cells * n_shape : n_cells * (n_shape + n_colour)].reshape(-1, n_cells, n_colour)
-    bg_logits = logits[:, n_cells * (n_shape + n_colour) :]
+    bg_logits = logits[:, n_cells * (n_shape + n_colour) :]  # (B, n_backgrounds)
+    colour_targets = targets[:, n_cells : 2 * n_cells]  # (B, 9)
+    if colour_known is not None:
+        colour_targets = colour_targets.masked_fill(~colour_known[:, None], -100)
+    colour_sum = F.cross_entropy(colour_logits.transpose(1, 2), colour_targets, ignore_index=-100, reduction="sum")
+    colour_loss = colour_sum / (colour_targets != -100).sum().clamp(min=1)  # an all-grayscale batch gives 0, not NaN
     loss = (
         F.cross_entropy(shape_logits.transpose(1, 2), targets[:, :n_cells])
-        + F.cross_entropy(colour_logits.transpose(1, 2), targets[:, n_cells : 2 * n_cells])
+        + colour_loss
         + F.cross_entropy(bg_logits, targets[:, -1])
     )
     correct = (
@@ -115,6 +126,34 @@ def _attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.
         & (bg_logits.argmax(-1) == targets[:, -1])
     )
     return loss, correct.float().mean()
+
+
+def _object_reads(logits: torch.Tensor, scenes: list[Scene]) -> dict[str, float]:
+    """Per-object shape and colour accuracy of the probe, split into trained and held-out compositions."""
+    n_cells, n_shape, n_colour = len(CELLS), 1 + len(SHAPES), 1 + len(COLOURS)
+    shapes = logits[:, : n_cells * n_shape].reshape(-1, n_cells, n_shape).argmax(-1)  # (B, 9)
+    colours = logits[:, n_cells * n_shape : n_cells * (n_shape + n_colour)].reshape(-1, n_cells, n_colour).argmax(-1)
+    counts: dict[str, list[int]] = {"trained": [0, 0, 0], "heldout": [0, 0, 0]}
+    for scene, shape_row, colour_row in zip(scenes, shapes.tolist(), colours.tolist(), strict=True):
+        for obj in scene.objects:
+            cell = CELLS.index(obj.cell)
+            tally = counts["heldout" if is_heldout_triple(obj) else "trained"]
+            tally[0] += 1
+            tally[1] += shape_row[cell] == 1 + SHAPES.index(obj.shape)
+            tally[2] += colour_row[cell] == 1 + list(COLOURS).index(obj.colour)
+    scores = {}
+    for split, (n, shape_ok, colour_ok) in counts.items():
+        if n:
+            scores[f"shape_acc_{split}"] = round(shape_ok / n, 4)
+            scores[f"colour_acc_{split}"] = round(colour_ok / n, 4)
+    return scores
+
+
+def _grayscale(images: list[Any], rng: random.Random, fraction: float) -> tuple[list[Any], torch.Tensor]:
+    """Convert a random ``fraction`` of ``images`` to grayscale; returns them and which kept colour (B,)."""
+    keep = [not (fraction > 0 and rng.random() < fraction) for _ in images]
+    out = [im if kept else im.convert("L").convert("RGB") for im, kept in zip(images, keep, strict=True)]
+    return out, torch.tensor(keep)
 
 
 def scene_batch(rng: random.Random, batch: int, style: str = "train") -> tuple[list[Scene], list[Any]]:
@@ -130,10 +169,15 @@ def train_encoder(config: TrainConfig) -> dict[str, Any]:
     size = probe.vision.image_size
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
-        scenes, images = scene_batch(step_rng(config.seed, "encoder", step), config.encoder_batch)
+        rng = step_rng(config.seed, "encoder", step)
+        scenes, images = scene_batch(rng, config.encoder_batch)
+        images, colour_known = _grayscale(images, rng, config.encoder_grayscale)
         targets = torch.stack([_attribute_targets(s) for s in scenes])
         image_logits, frame_logits = probe(preprocess_images(images, size))
-        return {"image": _attribute_loss(image_logits, targets)[0], "frame": _attribute_loss(frame_logits, targets)[0]}
+        return {
+            "image": _attribute_loss(image_logits, targets, colour_known)[0],
+            "frame": _attribute_loss(frame_logits, targets, colour_known)[0],
+        }
 
     def evaluate() -> dict[str, float]:
         scores = {}
@@ -144,6 +188,11 @@ def train_encoder(config: TrainConfig) -> dict[str, Any]:
                 image_logits, frame_logits = probe(preprocess_images(images, size))
             scores[f"scene_acc_{style}"] = round(float(_attribute_loss(image_logits, targets)[1]), 4)
             scores[f"frame_acc_{style}"] = round(float(_attribute_loss(frame_logits, targets)[1]), 4)
+        heldout_rng = random.Random("eval/heldout")
+        scenes = [sample_scene(heldout_rng, split="heldout") for _ in range(256)]
+        with torch.no_grad():
+            image_logits, _ = probe(preprocess_images([render_scene(s, heldout_rng) for s in scenes], size))
+        scores.update(_object_reads(image_logits, scenes))  # held-out (colour, shape, cell) triples vs trained
         return scores
 
     return dict(

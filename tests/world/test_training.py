@@ -29,6 +29,7 @@ def trained(tmp_path_factory):
         run_dir=run,
         encoder_steps=3,
         encoder_batch=4,
+        encoder_grayscale=0.5,
         decoder_steps=2,
         decoder_batch=2,
         lm_steps=3,
@@ -48,8 +49,67 @@ def test_stages_run_and_record_their_steps(trained):
         assert state["step"] == steps
         assert (config.run_dir / stage / "weights.safetensors").stat().st_size > 10_000
     assert 0.0 <= results["encoder"]["scene_acc_train"] <= 1.0
+    for key in ("shape_acc_heldout", "colour_acc_heldout", "shape_acc_trained", "colour_acc_trained"):
+        assert 0.0 <= results["encoder"][key] <= 1.0  # the probe's reads, held-out compositions apart
     assert torch.isfinite(torch.tensor(results["lm"]["text"]))
     assert 0.0 <= results["decoder_ft"]["reconstruction_ok"] <= 1.0
+
+
+def test_grayscale_augmentation_drops_colour_and_its_targets():
+    from emu_agent.world.render import render_scene
+    from emu_agent.world.scene import sample_scene
+    from emu_agent.world.train import _attribute_loss, _attribute_targets, _grayscale
+
+    rng = random.Random(3)
+    scenes = [sample_scene(rng) for _ in range(6)]
+    images = [render_scene(s, rng) for s in scenes]
+    gray, colour_known = _grayscale(images, random.Random(0), 1.0)
+    assert not colour_known.any()
+    for image in gray:
+        pixels = torch.tensor(list(image.getdata()))  # (H*W, 3)
+        assert torch.equal(pixels[:, 0], pixels[:, 1]) and torch.equal(pixels[:, 1], pixels[:, 2])
+    same, colour_known = _grayscale(images, random.Random(0), 0.0)
+    assert colour_known.all() and same == images
+    mixed, colour_known = _grayscale(images * 20, random.Random(0), 0.5)
+    assert 30 <= int(colour_known.sum()) <= 90  # about half of 120
+    originals = images * 20
+    for image, original, kept in zip(mixed, originals, colour_known.tolist(), strict=True):
+        pixels = torch.tensor(list(image.getdata()))  # (H*W, 3)
+        assert (image is original) if kept else bool((pixels == pixels[:, :1]).all())
+
+    # where colour is unknown, the colour logits do not move the loss; where known, they do
+    targets = torch.stack([_attribute_targets(s) for s in scenes])
+    logits = torch.randn(len(scenes), 9 * 4 + 9 * 7 + 3)  # shapes (9 cells x 4), colours (9 x 7), background
+    changed = logits.clone()
+    changed[:, 36:99] += torch.randn_like(changed[:, 36:99])  # only the colour block
+    unknown = torch.zeros(len(scenes), dtype=torch.bool)
+    blind = _attribute_loss(logits, targets, unknown)[0]
+    assert torch.isfinite(blind) and torch.isclose(blind, _attribute_loss(changed, targets, unknown)[0])
+    assert not torch.isclose(_attribute_loss(logits, targets)[0], _attribute_loss(changed, targets)[0])
+
+
+def test_object_reads_split_trained_from_heldout_compositions():
+    from emu_agent.world.scene import is_heldout_triple, sample_scene
+    from emu_agent.world.train import _attribute_targets, _object_reads
+    from emu_agent.world.vocab import CELLS, COLOURS, SHAPES
+
+    rng = random.Random(5)
+    scenes = [sample_scene(rng, split="heldout") for _ in range(8)]
+    assert any(not is_heldout_triple(o) for s in scenes for o in s.objects)
+    n_cells, n_shape, n_colour = len(CELLS), 1 + len(SHAPES), 1 + len(COLOURS)
+    perfect = torch.full((len(scenes), n_cells * (n_shape + n_colour) + 3), -10.0)
+    for row, scene in enumerate(scenes):
+        target = _attribute_targets(scene)
+        for cell in range(n_cells):
+            perfect[row, cell * n_shape + int(target[cell])] = 10.0
+            perfect[row, n_cells * n_shape + cell * n_colour + int(target[n_cells + cell])] = 10.0
+    reads = _object_reads(perfect, scenes)
+    assert reads == {f"{a}_acc_{s}": 1.0 for s in ("trained", "heldout") for a in ("shape", "colour")}
+    wrong_shapes = perfect.clone()
+    wrong_shapes[:, : n_cells * n_shape] = 0.0
+    wrong_shapes[:, 0 : n_cells * n_shape : n_shape] = 10.0  # every cell read as empty
+    reads = _object_reads(wrong_shapes, scenes)
+    assert reads["shape_acc_heldout"] == 0.0 and reads["colour_acc_heldout"] == 1.0
 
 
 def test_decoder_fine_tuning_changes_the_decoder_that_assemble_ships(trained, tmp_path):
