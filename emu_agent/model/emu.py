@@ -351,13 +351,14 @@ class EmuModel(nn.Module):
 
     def generate_texts(self, prompts: Sequence[Prompt], **generation_kwargs: Any) -> list[str]:
         """Generate for several prompts at once (left-padded batch). See :meth:`generate_text`."""
-        options = parse_generation_options(generation_kwargs)
+        options = parse_generation_options({k: v for k, v in generation_kwargs.items() if k != "logits_processor"})
         ids = self.generate_token_ids(prompts, **generation_kwargs)
         return [self._finish_text(row[1:].tolist(), options) for row in ids]
 
     def generate_text(self, prompt: Prompt, **generation_kwargs: Any) -> str:
         """Answer a prompt. Options: ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``,
-        ``top_k``, ``num_beams``, ``length_penalty``, ``stop`` (strings), ``seed``, ``min_new_tokens``."""
+        ``top_k``, ``num_beams``, ``length_penalty``, ``stop`` (strings), ``seed``, ``min_new_tokens``;
+        ``logits_processor=fn(generated_ids, logits) -> logits`` constrains decoding (e.g. to a grammar)."""
         return self.generate_texts([prompt], **generation_kwargs)[0]
 
     @torch.no_grad()

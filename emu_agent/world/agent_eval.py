@@ -12,6 +12,10 @@ generated greedily, without any decoding constraint, so the scores measure the m
   exactly the reference arguments (e.g. ``edit_image(image="image_1", instruction="make the red circle blue.")``
   for "draw a red circle at top left, then make it blue"). No target in the issue; it explains failures that
   routing alone does not show.
+
+The same three rows with an ``agent_`` prefix score the same turns decoded as :class:`~emu_agent.Agent` decodes
+them with a local model: greedily under the JSON-schema grammar of the built-in tools. That is what a user of the
+agent gets; the difference between the two sets of rows is what the grammar adds.
 """
 
 from __future__ import annotations
@@ -52,8 +56,12 @@ def parse_tool_calls(text: str) -> tuple[list[tuple[str, dict[str, Any]]], bool]
     return calls, valid
 
 
-def score_tool_calls(model: Any, *, seed: int = 0, limit: int = 50, batch_size: int = 16) -> list[TaskScore]:
-    """The three rows, over the assistant turns of ``limit`` held-out dialogues."""
+def score_tool_calls(
+    model: Any, *, seed: int = 0, limit: int = 50, batch_size: int = 16, constrained: bool = True
+) -> list[TaskScore]:
+    """The three rows over the assistant turns of ``limit`` held-out dialogues, for the model's own output;
+    with ``constrained``, three more (``agent_...``) for the same turns decoded as the agent decodes them, under
+    the tool-call grammar of :class:`~emu_agent.agent.tool_calling.ToolCallConstraint` (one turn at a time)."""
     from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
 
     rng = random.Random(f"{seed}:agent")
@@ -62,7 +70,30 @@ def score_tool_calls(model: Any, *, seed: int = 0, limit: int = 50, batch_size: 
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         prompts = [_with_pixels(ex) for ex in chunk]
-        outputs += model.generate_texts(prompts, max_new_tokens=96, skip_special_tokens=False)
+        outputs += model.generate_texts(prompts, max_new_tokens=_MAX_NEW_TOKENS, skip_special_tokens=False)
+    rows = _score_rows(examples, outputs, prefix="", note="unconstrained decoding")
+    if constrained:
+        agent_outputs = [_constrained_reply(model, ex) for ex in examples]
+        rows += _score_rows(examples, agent_outputs, prefix="agent_", note="the agent's grammar-constrained decoding")
+    return rows
+
+
+_MAX_NEW_TOKENS = 96
+
+
+def _constrained_reply(model: Any, example: Any) -> str:
+    """One assistant turn decoded greedily under the agent's tool-call grammar (``tool_choice="auto"``)."""
+    from emu_agent.agent.tool_calling import ToolCallConstraint
+    from emu_agent.tools.inputs import BUILTIN_SPECS
+
+    constraint = ToolCallConstraint(tuple(BUILTIN_SPECS.values()), "auto")
+    processor = constraint.logits_processor(model.tokenizer, max_new_tokens=_MAX_NEW_TOKENS)
+    return model.generate_text(
+        _with_pixels(example), max_new_tokens=_MAX_NEW_TOKENS, skip_special_tokens=False, logits_processor=processor
+    )
+
+
+def _score_rows(examples: list[Any], outputs: list[str], *, prefix: str, note: str) -> list[TaskScore]:
     routed, valid_flags, argued = [], [], []
     for example, output in zip(examples, outputs, strict=True):
         calls, valid = parse_tool_calls(output)
@@ -76,13 +107,15 @@ def score_tool_calls(model: Any, *, seed: int = 0, limit: int = 50, batch_size: 
             argued.append(bool(calls) and calls[0] == expected)
     validity = sum(valid_flags) / len(valid_flags) if valid_flags else None
     return [
-        TaskScore("tool_call_validity", len(valid_flags), validity, target=1.0, note="unconstrained decoding"),
-        TaskScore("tool_routing", len(routed), sum(routed) / len(routed) if routed else None, target=0.98),
+        TaskScore(f"{prefix}tool_call_validity", len(valid_flags), validity, target=1.0, note=note),
         TaskScore(
-            "tool_arguments",
+            f"{prefix}tool_routing", len(routed), sum(routed) / len(routed) if routed else None, target=0.98, note=note
+        ),
+        TaskScore(
+            f"{prefix}tool_arguments",
             len(argued),
             sum(argued) / len(argued) if argued else None,
-            note="right tool and exactly the reference arguments; no target",
+            note=f"{note}; right tool and exactly the reference arguments; no target",
         ),
     ]
 

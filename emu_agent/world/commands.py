@@ -43,6 +43,12 @@ def add_train_command(subparsers: Any) -> None:
         default=0.0,
         help="fraction of image targets trained on the LM's own free-running regression (against exposure bias)",
     )
+    parser.add_argument(
+        "--from-checkpoint",
+        metavar="CHECKPOINT",
+        help="go on from an assembled checkpoint (emu-tiny or a folder): its encoder, decoder and tokenizer are "
+        "unpacked into --run-dir as finished stages and a new LM phase starts from its LM",
+    )
     parser.add_argument("--mixture", type=Path, help="JSON file of task weights for the LM (default: the built-in)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--time-limit", type=float, help="stop each stage after this many seconds (resumable)")
@@ -67,6 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.from_checkpoint:
+        _unpack_for_training(args)
     options = dict(
         run_dir=args.run_dir,
         seed=args.seed,
@@ -98,6 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
         "decoder_ft": train_decoder_on_regressed,
     }
     chosen = list(stages) if args.stage == "all" else [args.stage]
+    if args.from_checkpoint:  # the checkpoint's encoder and decoder are final
+        chosen = [name for name in chosen if name not in ("encoder", "decoder")]
     if args.stage == "all" and args.decoder_ft_steps <= 0:
         chosen.remove("decoder_ft")
     summary: dict[str, Any] = {}
@@ -111,6 +121,22 @@ def run_train(args: argparse.Namespace) -> int:
         for name, result in summary.items():
             print(f"{name}: {result}", file=sys.stderr)
     return 0
+
+
+def _unpack_for_training(args: argparse.Namespace) -> None:
+    """``--from-checkpoint``: unpack into ``--run-dir`` (once) and start the LM phase from the checkpoint's LM."""
+    from emu_agent.errors import InputError
+    from emu_agent.world.unpack import is_unpacked, unpack_checkpoint
+
+    if args.stage in ("encoder", "decoder"):
+        raise InputError(
+            f"train-tiny: --stage {args.stage} with --from-checkpoint: the checkpoint's {args.stage} is final "
+            "(train it in a fresh run dir without --from-checkpoint)"
+        )
+    if not is_unpacked(args.run_dir / "encoder"):
+        unpack_checkpoint(args.from_checkpoint, args.run_dir)
+    if args.lm_init is None:
+        args.lm_init = args.run_dir / "checkpoint-lm"
 
 
 def add_eval_command(subparsers: Any) -> None:

@@ -54,6 +54,13 @@ def _resume(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer) -> 
         return 0, []
     from safetensors.torch import load_file
 
+    if not (path / "optimizer.pt").is_file():
+        from emu_agent.errors import InputError
+
+        raise InputError(
+            f"{str(path)!r} holds weights without optimizer state (unpacked from a checkpoint?): it cannot be "
+            "resumed; start a new run dir (an LM phase can start from it with lm_init)"
+        )
     module.load_state_dict(load_file(str(path / "weights.safetensors")))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     state = json.loads((path / "state.json").read_text())

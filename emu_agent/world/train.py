@@ -372,6 +372,8 @@ def _lm_lineage(run_dir: Path) -> list[dict[str, Any]]:
     """The LM phases behind ``run_dir/lm``, oldest first: ``[{"run_dir", "steps", "lr", "rollout", ...}, ...]``
     (each phase's recipe from its ``phase.json``, where it has one)."""
     lm = run_dir / "lm"
+    if (lm / "lineage.json").is_file():  # unpacked from a checkpoint: the lineage as it shipped
+        return list(json.loads((lm / "lineage.json").read_text()))
     earlier = json.loads((lm / "init.json").read_text()) if (lm / "init.json").is_file() else []
     steps = json.loads((lm / "state.json").read_text())["step"] if (lm / "state.json").is_file() else None
     recipe = json.loads((lm / "phase.json").read_text()) if (lm / "phase.json").is_file() else {}

@@ -87,6 +87,21 @@ def test_stop_strings_cut_the_answer(emu2: Any) -> None:
     assert streamed == cut
 
 
+def test_logits_processor_constrains_generate_text_as_it_does_stream_text(emu2: Any) -> None:
+    """``generate_text`` / ``generate_texts`` take ``logits_processor`` like ``stream_text`` does."""
+    forced = emu2.tokenizer.encode("fox", add_bos=False)[0]
+
+    def only_fox(generated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        masked = torch.full_like(logits, float("-inf"))
+        masked[..., forced] = 0.0
+        return masked
+
+    text = emu2.generate_text("The quick brown", max_new_tokens=4, logits_processor=only_fox)
+    assert text == emu2.tokenizer.decode([forced] * 4)
+    assert "".join(emu2.stream_text("The quick brown", max_new_tokens=4, logits_processor=only_fox)) == text
+    assert emu2.generate_texts(["The quick brown"], max_new_tokens=4, logits_processor=only_fox) == [text]
+
+
 def test_max_new_tokens_and_min_new_tokens(emu2: Any) -> None:
     ids = emu2.generate_token_ids([["hi"]], max_new_tokens=5, min_new_tokens=5)
     assert ids.shape == (1, 6)

@@ -55,7 +55,7 @@ def _reference_answers(seed: int, limit: int, change: Any = None) -> dict[str, s
 
 
 def test_reference_turns_score_perfectly() -> None:
-    rows = {r.task: r for r in score_tool_calls(_Replay(_reference_answers(3, 6)), seed=3, limit=6)}
+    rows = {r.task: r for r in score_tool_calls(_Replay(_reference_answers(3, 6)), seed=3, limit=6, constrained=False)}
     assert rows["tool_call_validity"].score == 1.0 and rows["tool_routing"].score == 1.0
     assert rows["tool_arguments"].score == 1.0 and rows["tool_arguments"].n > 0
 
@@ -68,6 +68,9 @@ def test_wrong_arguments_count_against_arguments_but_not_routing() -> None:
                      for k, v in ex.meta["expected_arguments"].items()}  # fmt: skip
         return _call(ex.meta["expected_tool"], arguments)
 
-    rows = {r.task: r for r in score_tool_calls(_Replay(_reference_answers(3, 6, wrong_colour)), seed=3, limit=6)}
+    rows = {
+        r.task: r
+        for r in score_tool_calls(_Replay(_reference_answers(3, 6, wrong_colour)), seed=3, limit=6, constrained=False)
+    }
     assert rows["tool_routing"].score == 1.0
     assert rows["tool_arguments"].score == 0.0

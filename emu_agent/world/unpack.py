@@ -1,0 +1,82 @@
+"""Turn an assembled emu-tiny checkpoint back into a training run dir, so training can go on from it.
+
+A run dir holds each stage's weights (``encoder/``, ``decoder/``, ``lm/``) and the tokenizer; :func:`assemble`
+merges them into one checkpoint. Run dirs do not travel (they hold optimizer state and are large); the
+checkpoint does. :func:`unpack_checkpoint` is the inverse of ``assemble``: the encoder, tokenizer and decoder
+come back as finished stages, and the LM comes back as a run that a new LM phase starts from
+(``TrainConfig.lm_init``), with its full lineage, so the next checkpoint's ``training.json`` still lists every
+phase behind it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["unpack_checkpoint"]
+
+_UNPACKED = "unpacked.json"  # marks a stage restored from a checkpoint (weights only, no optimizer state)
+
+
+def unpack_checkpoint(checkpoint: str | Path, run_dir: str | Path) -> dict[str, Any]:
+    """Write ``checkpoint``'s parts (``"emu-tiny"`` or a ``save_pretrained`` folder) into ``run_dir``.
+
+    Writes ``encoder/``, ``decoder/`` and ``tokenizer/`` as finished stages, and ``run_dir/checkpoint-lm/lm/``
+    as the LM to start a new phase from (pass ``run_dir / "checkpoint-lm"`` as ``lm_init``). Returns
+    ``{"lm_init": path, "steps": {...}, "lm_phases": n}``. Refuses (``InputError``) a ``run_dir`` that
+    already holds trained stages, so nothing trained is overwritten.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from emu_agent.errors import InputError
+    from emu_agent.model.emu import EmuModel
+
+    run_dir = Path(run_dir)
+    taken = [name for name in ("encoder", "decoder", "lm") if (run_dir / name / "weights.safetensors").exists()]
+    if taken:
+        raise InputError(f"run_dir={str(run_dir)!r} already holds trained stages {taken}; unpack into a new one")
+    model = EmuModel.from_pretrained(str(checkpoint), dtype="float32", device="cpu")
+    if model.decoder is None:
+        raise InputError(f"checkpoint={str(checkpoint)!r} has no decoder: emu-tiny training needs all its parts")
+    info = _training_info(model, checkpoint)
+    steps = info.get("steps", {})
+
+    def write_stage(stage_dir: Path, state: dict[str, torch.Tensor], step: int) -> None:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(stage_dir / "weights.safetensors"))
+        (stage_dir / "state.json").write_text(json.dumps({"step": step, "log": []}))
+        (stage_dir / _UNPACKED).write_text(json.dumps({"checkpoint": str(checkpoint)}))
+
+    model.tokenizer.save_pretrained(run_dir / "tokenizer")
+    write_stage(run_dir / "encoder", _prefixed("visual", model.visual.state_dict()), int(steps.get("encoder", 0)))
+    write_stage(run_dir / "decoder", model.decoder.unet.state_dict(), int(steps.get("decoder", 0)))
+    lm_state = {
+        **_prefixed("lm", model.lm.state_dict()),
+        **_prefixed("project_up", model.project_up.state_dict()),
+        **_prefixed("project_down", model.project_down.state_dict()),
+    }
+    lm_run = run_dir / "checkpoint-lm"
+    phases = list(info.get("lm_phases") or [{"run_dir": str(checkpoint), "steps": steps.get("lm")}])
+    write_stage(lm_run / "lm", lm_state, int(phases[-1].get("steps") or 0))
+    (lm_run / "lm" / "lineage.json").write_text(json.dumps(phases))  # the whole lineage, as shipped
+    return {"lm_init": str(lm_run), "steps": steps, "lm_phases": len(phases)}
+
+
+def _prefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}.{key}": value for key, value in state.items()}
+
+
+def _training_info(model: Any, checkpoint: str | Path) -> dict[str, Any]:
+    """The checkpoint's ``training.json`` (stages and LM phases), or ``{}`` when it has none."""
+    from emu_agent.model.loading import BUILTIN_MODELS, builtin_model_dir
+
+    folder = builtin_model_dir(str(checkpoint)) if str(checkpoint) in BUILTIN_MODELS else Path(checkpoint)
+    path = folder / "training.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def is_unpacked(stage_dir: Path) -> bool:
+    """Whether ``stage_dir`` was restored by :func:`unpack_checkpoint` (weights only: not resumable)."""
+    return (Path(stage_dir) / _UNPACKED).is_file()

@@ -1,0 +1,85 @@
+"""Training goes on from a shipped checkpoint: ``unpack_checkpoint`` is the inverse of ``assemble``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from emu_agent.cli import main
+from emu_agent.errors import InputError
+from emu_agent.model.loading import builtin_model_dir
+from emu_agent.world.train import TrainConfig, assemble, train_lm
+from emu_agent.world.unpack import is_unpacked, unpack_checkpoint
+
+TINY = builtin_model_dir("emu-tiny")
+pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="emu-tiny is not shipped in this build")
+
+
+def _tensors(folder) -> dict:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_unpack_then_a_zero_lr_phase_reassembles_the_shipped_checkpoint(tmp_path) -> None:
+    run = tmp_path / "run"
+    info = unpack_checkpoint("emu-tiny", run)
+    assert is_unpacked(run / "encoder") and is_unpacked(run / "decoder")
+    shipped = json.loads((TINY / "training.json").read_text())
+    assert info["lm_phases"] == len(shipped["lm_phases"])
+
+    # one LM step at lr 0 (AdamW's decay scales with lr too): the LM must come back bit-identical
+    phase = TrainConfig(run_dir=run, lm_init=info["lm_init"], lm_steps=1, lm_batch=2, lm_lr=0.0, progress=False)
+    train_lm(phase)
+    out = assemble(run, tmp_path / "model")
+    original, rebuilt = _tensors(TINY), _tensors(out)
+    assert original.keys() == rebuilt.keys()
+    changed = [k for k in original if not original[k].equal(rebuilt[k])]
+    assert not changed, changed[:5]
+    unet = "decoder/unet/diffusion_pytorch_model.safetensors"
+    assert load_file(str(TINY / unet)).keys() == load_file(str(out / unet)).keys()
+    assert all(v.equal(load_file(str(out / unet))[k]) for k, v in load_file(str(TINY / unet)).items())
+
+    training = json.loads((out / "training.json").read_text())
+    assert training["lm_phases"][:-1] == shipped["lm_phases"]  # the lineage goes on
+    assert training["lm_phases"][-1]["run_dir"] == str(run) and training["lm_phases"][-1]["lr"] == 0.0
+    assert training["steps"]["encoder"] == shipped["steps"]["encoder"]
+
+
+def test_unpack_never_overwrites_a_trained_run(tmp_path) -> None:
+    run = tmp_path / "run"
+    (run / "lm").mkdir(parents=True)
+    (run / "lm" / "weights.safetensors").write_bytes(b"trained")
+    with pytest.raises(InputError, match="already holds trained stages"):
+        unpack_checkpoint("emu-tiny", run)
+    assert (run / "lm" / "weights.safetensors").read_bytes() == b"trained"
+
+
+def test_train_tiny_from_checkpoint_on_the_command_line(tmp_path, capsys) -> None:
+    run, model = tmp_path / "run", tmp_path / "model"
+    argv = [
+        "train-tiny", "--run-dir", str(run), "--from-checkpoint", "emu-tiny", "--out", str(model),
+        "--lm-steps", "2", "--lm-batch", "2", "--threads", "1", "--json",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) == {"lm", "checkpoint"} and summary["lm"]["steps"] == 2  # encoder and decoder are final
+    training = json.loads((model / "training.json").read_text())
+    assert training["lm_phases"][-1]["steps"] == 2
+    assert len(training["lm_phases"]) == len(json.loads((TINY / "training.json").read_text())["lm_phases"]) + 1
+
+    # the unpacked encoder has no optimizer state: asking to train it is refused by name, nothing is touched
+    before = (run / "encoder" / "weights.safetensors").read_bytes()
+    assert main([*argv[:5], "--stage", "encoder", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"] == "InputError" and "--stage encoder" in out["message"]
+    assert (run / "encoder" / "weights.safetensors").read_bytes() == before
+
+
+def test_an_unpacked_stage_cannot_be_resumed(tmp_path) -> None:
+    from emu_agent.world.train import train_decoder
+
+    run = tmp_path / "run"
+    unpack_checkpoint("emu-tiny", run)
+    with pytest.raises(InputError, match="without optimizer state"):
+        train_decoder(TrainConfig(run_dir=run, decoder_steps=10_000, progress=False))
