@@ -94,7 +94,7 @@ def run_stage(
     started = time.perf_counter()
     bar = tqdm(total=steps, initial=start, desc=name, disable=not progress, dynamic_ncols=True)
     running: dict[str, float] = {}
-    step = start
+    done = start
     for step in range(start, steps):
         for group in optimizer.param_groups:
             group["lr"] = lr * _lr_factor(step, steps, warmup)
@@ -126,7 +126,7 @@ def run_stage(
             break
     bar.close()
     module.eval()
-    result = StageResult(steps=step + 1, seconds=round(time.perf_counter() - started, 1), **running)
+    result = StageResult(steps=done, seconds=round(time.perf_counter() - started, 1), **running)
     if evaluate is not None:
         result.update(evaluate())
     return result

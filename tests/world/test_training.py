@@ -161,6 +161,7 @@ def test_resume_continues_from_the_checkpoint(trained):
     result = train_lm(longer)
     assert result["steps"] == 5
     assert json.loads((config.run_dir / "lm" / "state.json").read_text())["step"] == 5
+    assert train_lm(longer)["steps"] == 5  # a finished stage reports the steps it has, not one more
 
 
 def test_assembled_checkpoint_loads_and_runs_every_capability(trained, tmp_path):
