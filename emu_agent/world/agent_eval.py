@@ -30,6 +30,7 @@ from emu_agent.world.report import TaskScore
 
 __all__ = ["parse_tool_calls", "score_tool_calls"]
 
+_MAX_NEW_TOKENS = 96
 _CALL = re.compile(re.escape(TOOL_CALL_START) + r"(.*?)" + re.escape(TOOL_CALL_END), re.S)
 
 
@@ -73,20 +74,17 @@ def score_tool_calls(
         outputs += model.generate_texts(prompts, max_new_tokens=_MAX_NEW_TOKENS, skip_special_tokens=False)
     rows = _score_rows(examples, outputs, prefix="", note="unconstrained decoding")
     if constrained:
-        agent_outputs = [_constrained_reply(model, ex) for ex in examples]
+        from emu_agent.agent.tool_calling import ToolCallConstraint
+        from emu_agent.tools.inputs import BUILTIN_SPECS
+
+        constraint = ToolCallConstraint(tuple(BUILTIN_SPECS.values()), "auto")  # the agent's default tool_choice
+        agent_outputs = [_constrained_reply(model, ex, constraint) for ex in examples]
         rows += _score_rows(examples, agent_outputs, prefix="agent_", note="the agent's grammar-constrained decoding")
     return rows
 
 
-_MAX_NEW_TOKENS = 96
-
-
-def _constrained_reply(model: Any, example: Any) -> str:
-    """One assistant turn decoded greedily under the agent's tool-call grammar (``tool_choice="auto"``)."""
-    from emu_agent.agent.tool_calling import ToolCallConstraint
-    from emu_agent.tools.inputs import BUILTIN_SPECS
-
-    constraint = ToolCallConstraint(tuple(BUILTIN_SPECS.values()), "auto")
+def _constrained_reply(model: Any, example: Any, constraint: Any) -> str:
+    """One assistant turn decoded greedily under ``constraint`` (a fresh grammar processor per turn)."""
     processor = constraint.logits_processor(model.tokenizer, max_new_tokens=_MAX_NEW_TOKENS)
     return model.generate_text(
         _with_pixels(example), max_new_tokens=_MAX_NEW_TOKENS, skip_special_tokens=False, logits_processor=processor

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["unpack_checkpoint"]
+__all__ = ["is_unpacked", "unpack_checkpoint"]
 
 _UNPACKED = "unpacked.json"  # marks a stage restored from a checkpoint (weights only, no optimizer state)
 
@@ -40,7 +40,7 @@ def unpack_checkpoint(checkpoint: str | Path, run_dir: str | Path) -> dict[str, 
     model = EmuModel.from_pretrained(str(checkpoint), dtype="float32", device="cpu")
     if model.decoder is None:
         raise InputError(f"checkpoint={str(checkpoint)!r} has no decoder: emu-tiny training needs all its parts")
-    info = _training_info(model, checkpoint)
+    info = _training_info(checkpoint)
     steps = info.get("steps", {})
 
     def write_stage(stage_dir: Path, state: dict[str, torch.Tensor], step: int) -> None:
@@ -68,7 +68,7 @@ def _prefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}.{key}": value for key, value in state.items()}
 
 
-def _training_info(model: Any, checkpoint: str | Path) -> dict[str, Any]:
+def _training_info(checkpoint: str | Path) -> dict[str, Any]:
     """The checkpoint's ``training.json`` (stages and LM phases), or ``{}`` when it has none."""
     from emu_agent.model.loading import BUILTIN_MODELS, builtin_model_dir
 
