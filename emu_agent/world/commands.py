@@ -25,7 +25,13 @@ def add_train_command(subparsers: Any) -> None:
         default=0.0,
         help="fraction of encoder images shown in grayscale (colour targets ignored): shape read apart from colour",
     )
+    parser.add_argument(
+        "--encoder-init", type=Path, help="start the encoder from this run dir's encoder/ (a new phase: fresh schedule)"
+    )
     parser.add_argument("--decoder-steps", type=int, default=1500)
+    parser.add_argument(
+        "--decoder-init", type=Path, help="start the decoder from this run dir's decoder/ (a new phase: fresh schedule)"
+    )
     parser.add_argument("--lm-steps", type=int, default=2500)
     parser.add_argument(
         "--decoder-ft-steps", type=int, default=0, help="fine-tune the decoder on regressed embeddings (0: skip)"
@@ -34,6 +40,7 @@ def add_train_command(subparsers: Any) -> None:
     parser.add_argument("--decoder-batch", type=int, default=16)
     parser.add_argument("--lm-lr", type=float, default=1e-3)
     parser.add_argument("--decoder-lr", type=float, default=1e-3)
+    parser.add_argument("--encoder-lr", type=float, default=1e-3)
     parser.add_argument(
         "--lm-init", type=Path, help="start the LM from this run dir's lm/ weights (a new phase: fresh schedule)"
     )
@@ -80,6 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         encoder_steps=args.encoder_steps,
         encoder_grayscale=args.encoder_grayscale,
+        encoder_init=args.encoder_init,
+        decoder_init=args.decoder_init,
         decoder_steps=args.decoder_steps,
         lm_steps=args.lm_steps,
         decoder_ft_steps=args.decoder_ft_steps,
@@ -87,6 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
         decoder_batch=args.decoder_batch,
         lm_lr=args.lm_lr,
         decoder_lr=args.decoder_lr,
+        encoder_lr=args.encoder_lr,
         lm_init=args.lm_init,
         lm_rollout=args.lm_rollout,
         lm_mixture=json.loads(args.mixture.read_text()) if args.mixture else None,

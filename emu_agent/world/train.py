@@ -49,10 +49,12 @@ class TrainConfig(BaseModel):
     encoder_lr: float = 1e-3
     # fraction of encoder images shown in grayscale, colour targets ignored: shape read apart from colour
     encoder_grayscale: float = Field(0.0, ge=0.0, le=1.0)
+    encoder_init: Path | None = None  # start the encoder from this run dir's encoder/ (a new phase)
     decoder_steps: int = 1500
     decoder_batch: int = 16
     decoder_lr: float = 1e-3
     decoder_embedding_noise: float = 0.5
+    decoder_init: Path | None = None  # start the decoder from this run dir's decoder/ (a new phase)
     decoder_ft_steps: int = 0
     decoder_ft_lr: float = 2e-4
     lm_steps: int = 2500
@@ -167,6 +169,10 @@ def train_encoder(config: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     probe = EncoderProbe()
     size = probe.vision.image_size
+    if config.encoder_init is not None:
+        _start_stage_from(probe, "encoder", config.encoder_init, config.run_dir, strict=False)
+    recipe = {"lr": config.encoder_lr, "batch": config.encoder_batch, "grayscale": config.encoder_grayscale}
+    _write_recipe(config.run_dir / "encoder", recipe)
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "encoder", step)
@@ -209,6 +215,43 @@ def train_encoder(config: TrainConfig) -> dict[str, Any]:
             time_limit_s=config.time_limit_s,
         )
     )
+
+
+def _start_stage_from(module: nn.Module, stage: str, init_dir: Path, run_dir: Path, *, strict: bool = True) -> None:
+    """Start ``stage`` (a new phase: fresh optimizer and schedule) from ``init_dir/stage`` 's weights, unless
+    ``run_dir/stage`` already has a checkpoint to resume. ``strict=False`` lets the encoder start from weights
+    without probe heads (an unpacked checkpoint ships none): the heads then start fresh.
+    ``run_dir/stage/init.json`` records where the phase started, with that stage's own earlier phases."""
+    from safetensors.torch import load_file
+
+    from emu_agent.errors import InputError
+
+    stage_dir = run_dir / stage
+    if (stage_dir / "state.json").exists():
+        return  # resuming this phase: its own checkpoint wins
+    source = Path(init_dir) / stage
+    path = source / "weights.safetensors"
+    if not path.is_file():
+        raise InputError(f"{stage}_init={str(init_dir)!r} has no {stage}/weights.safetensors")
+    try:
+        missing, unexpected = module.load_state_dict(load_file(str(path)), strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise InputError(f"{stage}_init={str(init_dir)!r}: weights do not fit the {stage}: {exc}") from None
+    allowed_missing = () if strict else ("image_head.", "frame_head.")  # probe heads start fresh
+    stray = [key for key in missing if not key.startswith(allowed_missing)]
+    if unexpected or stray:
+        raise InputError(
+            f"{stage}_init={str(init_dir)!r}: weights do not fit the {stage} "
+            f"(missing {stray[:3]}, unexpected {unexpected[:3]})"
+        )
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "init.json").write_text(json.dumps(_stage_lineage(Path(init_dir), stage)))
+
+
+def _write_recipe(stage_dir: Path, recipe: dict[str, Any]) -> None:
+    """Keep this phase's recipe in ``stage_dir/phase.json`` (it ships in ``training.json``)."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "phase.json").write_text(json.dumps(recipe))
 
 
 def load_trained_encoder(run_dir: Path) -> EvaVisionTransformer:
@@ -293,6 +336,10 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
         spatial_conditioning=DECODER_SPATIAL_CONDITIONING,
     )
 
+    if config.decoder_init is not None:
+        _start_stage_from(decoder.unet, "decoder", config.decoder_init, config.run_dir)
+    recipe = {"lr": config.decoder_lr, "batch": config.decoder_batch, "noise": config.decoder_embedding_noise}
+    _write_recipe(config.run_dir / "decoder", recipe)
     embed = _embedder(visual)
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
@@ -368,16 +415,22 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     return dict(result)
 
 
-def _lm_lineage(run_dir: Path) -> list[dict[str, Any]]:
-    """The LM phases behind ``run_dir/lm``, oldest first: ``[{"run_dir", "steps", "lr", "rollout", ...}, ...]``
-    (each phase's recipe from its ``phase.json``, where it has one)."""
-    lm = run_dir / "lm"
-    if (lm / "lineage.json").is_file():  # unpacked from a checkpoint: the lineage as it shipped
-        return list(json.loads((lm / "lineage.json").read_text()))
-    earlier = json.loads((lm / "init.json").read_text()) if (lm / "init.json").is_file() else []
-    steps = json.loads((lm / "state.json").read_text())["step"] if (lm / "state.json").is_file() else None
-    recipe = json.loads((lm / "phase.json").read_text()) if (lm / "phase.json").is_file() else {}
+def _stage_lineage(run_dir: Path, stage: str) -> list[dict[str, Any]]:
+    """The phases behind ``run_dir/stage``, oldest first: ``[{"run_dir", "steps", "lr", ...}, ...]`` (each
+    phase's recipe from its ``phase.json``, where it has one; earlier phases from ``init.json``)."""
+    stage_dir = run_dir / stage
+    if (stage_dir / "lineage.json").is_file():  # unpacked from a checkpoint: the lineage as it shipped
+        return list(json.loads((stage_dir / "lineage.json").read_text()))
+    earlier = json.loads((stage_dir / "init.json").read_text()) if (stage_dir / "init.json").is_file() else []
+    state = stage_dir / "state.json"
+    steps = json.loads(state.read_text())["step"] if state.is_file() else None
+    recipe = json.loads((stage_dir / "phase.json").read_text()) if (stage_dir / "phase.json").is_file() else {}
     return [*earlier, {"run_dir": str(run_dir), "steps": steps, **recipe}]
+
+
+def _lm_lineage(run_dir: Path) -> list[dict[str, Any]]:
+    """The LM phases behind ``run_dir/lm``, oldest first (see :func:`_stage_lineage`)."""
+    return _stage_lineage(run_dir, "lm")
 
 
 def _init_from(module: nn.Module, run_dir: Path) -> None:
@@ -536,7 +589,8 @@ def assemble(run_dir: Path, out_dir: Path, *, dtype: torch.dtype = torch.float16
         if (run_dir / name / "state.json").is_file()
     }
     info: dict[str, Any] = {"steps": summary}
-    if (run_dir / "lm" / "state.json").is_file():  # every LM phase (earlier runs it continued, then this one)
-        info["lm_phases"] = _lm_lineage(run_dir)
+    for name in ("encoder", "decoder", "lm"):  # every phase of each stage (earlier runs it continued, then this)
+        if (run_dir / name / "state.json").is_file():
+            info[f"{name}_phases"] = _stage_lineage(run_dir, name)
     (Path(out_dir) / "training.json").write_text(json.dumps(info, indent=2))
     return Path(out_dir)

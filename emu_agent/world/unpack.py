@@ -52,6 +52,9 @@ def unpack_checkpoint(checkpoint: str | Path, run_dir: str | Path) -> dict[str, 
     model.tokenizer.save_pretrained(run_dir / "tokenizer")
     write_stage(run_dir / "encoder", _prefixed("visual", model.visual.state_dict()), int(steps.get("encoder", 0)))
     write_stage(run_dir / "decoder", model.decoder.unet.state_dict(), int(steps.get("decoder", 0)))
+    for stage in ("encoder", "decoder"):  # their phases as shipped (a checkpoint from before phases: one entry)
+        shipped = info.get(f"{stage}_phases") or [{"run_dir": str(checkpoint), "steps": steps.get(stage)}]
+        (run_dir / stage / "lineage.json").write_text(json.dumps(shipped))
     lm_state = {
         **_prefixed("lm", model.lm.state_dict()),
         **_prefixed("project_up", model.project_up.state_dict()),

@@ -155,6 +155,66 @@ def test_a_new_lm_phase_starts_from_another_runs_weights(trained, tmp_path):
     assert lineage[-1]["steps"] == 1 and lineage[-1]["rollout"] == 1.0 and lineage[-1]["lr"] == phase.lm_lr
 
 
+def test_encoder_and_decoder_phases_start_from_another_runs_weights(trained, tmp_path):
+    """A new encoder or decoder phase starts from another run's weights (fresh schedule; lr 0 keeps them) and
+    records where it started; an unpacked checkpoint's encoder (no probe heads) works too."""
+    from safetensors.torch import load_file
+
+    from emu_agent.world.train import _stage_lineage
+
+    config, _ = trained
+    phase = TrainConfig(
+        run_dir=tmp_path / "phase2",
+        encoder_init=config.run_dir,
+        encoder_steps=1,
+        encoder_batch=4,
+        encoder_lr=0.0,
+        decoder_init=config.run_dir,
+        decoder_steps=1,
+        decoder_batch=2,
+        decoder_lr=0.0,
+        progress=False,
+    )
+    train_encoder(phase)
+    train_decoder(phase)
+    for stage in ("encoder", "decoder"):
+        before = load_file(str(config.run_dir / stage / "weights.safetensors"))
+        after = load_file(str(phase.run_dir / stage / "weights.safetensors"))
+        assert before.keys() == after.keys()
+        for key, value in before.items():
+            torch.testing.assert_close(after[key], value, msg=f"{stage}: {key}")
+        init = json.loads((phase.run_dir / stage / "init.json").read_text())  # the source's phases
+        source_steps = {"encoder": 3, "decoder": 2}[stage]
+        assert [(p["run_dir"], p["steps"]) for p in init] == [(str(config.run_dir), source_steps)]
+        lineage = _stage_lineage(phase.run_dir, stage)  # what training.json ships as {stage}_phases
+        assert lineage[:-1] == init and lineage[-1]["run_dir"] == str(phase.run_dir)
+        assert lineage[-1]["steps"] == 1 and lineage[-1]["lr"] == 0.0
+    assert _stage_lineage(phase.run_dir, "encoder")[0]["grayscale"] == 0.5  # the fixture's recipe
+
+    headless = tmp_path / "headless" / "encoder"  # as unpack_checkpoint writes it: visual.* only
+    headless.mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    visual_only = {k: v for k, v in load_file(str(config.run_dir / "encoder" / "weights.safetensors")).items()
+                   if k.startswith("visual.")}  # fmt: skip
+    save_file(visual_only, str(headless / "weights.safetensors"))
+    from_headless = phase.model_copy(update={"run_dir": tmp_path / "phase3", "encoder_init": headless.parent})
+    train_encoder(from_headless)
+    started = load_file(str(from_headless.run_dir / "encoder" / "weights.safetensors"))
+    for key, value in visual_only.items():
+        torch.testing.assert_close(started[key], value)
+
+    with pytest.raises(InputError, match="nowhere"):
+        train_encoder(phase.model_copy(update={"run_dir": tmp_path / "phase4", "encoder_init": tmp_path / "nowhere"}))
+    misfit = tmp_path / "misfit" / "decoder"  # encoder weights where a decoder's should be
+    misfit.mkdir(parents=True)
+    save_file(visual_only, str(misfit / "weights.safetensors"))
+    (tmp_path / "phase5").mkdir()
+    (tmp_path / "phase5" / "encoder").symlink_to(phase.run_dir / "encoder")
+    with pytest.raises(InputError, match="do not fit the decoder"):
+        train_decoder(phase.model_copy(update={"run_dir": tmp_path / "phase5", "decoder_init": misfit.parent}))
+
+
 def test_resume_continues_from_the_checkpoint(trained):
     config, _ = trained
     longer = config.model_copy(update={"lm_steps": 5})

@@ -44,6 +44,9 @@ def test_unpack_then_a_zero_lr_phase_reassembles_the_shipped_checkpoint(tmp_path
     assert training["lm_phases"][:-1] == shipped["lm_phases"]  # the lineage goes on
     assert training["lm_phases"][-1]["run_dir"] == str(run) and training["lm_phases"][-1]["lr"] == 0.0
     assert training["steps"]["encoder"] == shipped["steps"]["encoder"]
+    for stage in ("encoder", "decoder"):  # their phases come back as shipped (one entry for a v4-era checkpoint)
+        expected = shipped.get(f"{stage}_phases") or [{"run_dir": "emu-tiny", "steps": shipped["steps"][stage]}]
+        assert training[f"{stage}_phases"] == expected
 
 
 def test_unpack_never_overwrites_a_trained_run(tmp_path) -> None:
