@@ -100,6 +100,7 @@ def _registrars() -> list[Any]:
         *cli_agent.REGISTRARS,
         world_commands.add_train_command,
         world_commands.add_eval_command,
+        world_commands.add_probe_command,
     ]
 
 

@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     "sample_mixture": "emu_agent.world.tasks",
     "text_corpus": "emu_agent.world.tasks",
     "evaluate": "emu_agent.world.eval",
+    "probe_encoder": "emu_agent.world.probe",
     "EvalReport": "emu_agent.world.eval",
 }
 
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # names for type checkers; at run time they resolve lazily th
     from emu_agent.world.checker import DetectedScene, ImageCheck, check_image, detect_objects  # noqa: F401
     from emu_agent.world.edits import Edit, apply_edit, sample_edit  # noqa: F401
     from emu_agent.world.eval import EvalReport, evaluate  # noqa: F401
+    from emu_agent.world.probe import probe_encoder  # noqa: F401
     from emu_agent.world.render import render_scene  # noqa: F401
     from emu_agent.world.scene import Scene, SceneObject, caption, is_heldout_triple, parse_caption, sample_scene  # noqa: F401
     from emu_agent.world.tasks import TASKS, ImageExample, TextExample, sample_example, sample_mixture, text_corpus  # noqa: F401

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_eval_command", "add_train_command", "run_eval", "run_train"]
+__all__ = ["add_eval_command", "add_probe_command", "add_train_command", "run_eval", "run_probe", "run_train"]
 
 
 def add_train_command(subparsers: Any) -> None:
@@ -180,4 +180,33 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         print(report.to_markdown())
         print(f"\nreport written to {args.out.resolve()}", file=sys.stderr)
+    return 0
+
+
+def add_probe_command(subparsers: Any) -> None:
+    """Register ``probe``."""
+    parser = subparsers.add_parser(
+        "probe", help="read a model's frozen image embeddings with a linear probe: trained vs unseen compositions"
+    )
+    parser.add_argument("--model", default="emu-tiny", help="emu-tiny or a checkpoint folder")
+    parser.add_argument("--steps", type=int, default=300, help="probe training steps (batch 128)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.set_defaults(handler=run_probe)
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    """Train the probe and print per-split shape, colour and whole-scene reads."""
+    from emu_agent.model.emu import EmuModel
+    from emu_agent.world.probe import PROBE_SPLITS, probe_encoder
+
+    model = EmuModel.from_pretrained(args.model, dtype="float32", device="cpu")
+    scores = probe_encoder(model, steps=args.steps, seed=args.seed)
+    if args.json:
+        print(json.dumps({"model": args.model, "steps": args.steps, "seed": args.seed, "scores": scores}))
+        return 0
+    print("| split | object shape | object colour | whole scene |\n|---|---:|---:|---:|")
+    for split in PROBE_SPLITS:
+        row = [f"{100 * scores[f'{split}_{k}']:.1f}%" for k in ("shape", "colour", "scene")]
+        print(f"| {split} | " + " | ".join(row) + " |")
     return 0
