@@ -145,6 +145,13 @@ def _unpack_for_training(args: argparse.Namespace) -> None:
         )
     if not is_unpacked(args.run_dir / "encoder"):
         unpack_checkpoint(args.from_checkpoint, args.run_dir)
+    else:  # going on in a run dir unpacked before: it must be from the same checkpoint
+        earlier = json.loads((args.run_dir / "encoder" / "unpacked.json").read_text())["checkpoint"]
+        if earlier != str(args.from_checkpoint):
+            raise InputError(
+                f"train-tiny: --run-dir {str(args.run_dir)!r} was unpacked from {earlier!r}, not "
+                f"--from-checkpoint {str(args.from_checkpoint)!r}; use a new run dir"
+            )
     if args.lm_init is None:
         args.lm_init = args.run_dir / "checkpoint-lm"
 

@@ -78,6 +78,12 @@ def test_train_tiny_from_checkpoint_on_the_command_line(tmp_path, capsys) -> Non
     assert out["error"] == "InputError" and "--stage encoder" in out["message"]
     assert (run / "encoder" / "weights.safetensors").read_bytes() == before
 
+    # going on in the same run dir from another checkpoint is refused: the run would mix two models
+    argv_other = [*argv[:4], str(tmp_path / "other-checkpoint"), "--lm-steps", "1", "--json"]
+    assert main(argv_other) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"] == "InputError" and "other-checkpoint" in out["message"] and "emu-tiny" in out["message"]
+
 
 def test_an_unpacked_stage_cannot_be_resumed(tmp_path) -> None:
     from emu_agent.world.train import train_decoder
