@@ -1,13 +1,27 @@
-"""The training mixture of emu-tiny: world tasks plus agent dialogues, drawn by weight."""
+"""The training mixture of emu-tiny: world tasks plus agent dialogues, drawn by weight.
+
+Besides the world's tasks and ``"agent"``, a mixture may weight two training-only *hard* variants. They draw
+from the same generators (same scenes, phrasings and answers) and keep only the cases that need more than a
+glance, so the eval, which draws from the plain generators, is unchanged:
+
+- ``"count_hard"``: counting by colour or by shape whose answer is not 1 (0, 2 or 3), plus one in three
+  answered 1, so the answer cannot be guessed from "how many ...s";
+- ``"exists_hard"``: questions whose answer needs the colour *and* the shape bound to one object: "no" for a
+  near miss (an object of that colour or that shape is present, not both), "yes" where another object shares
+  the colour or the shape of the one asked about.
+"""
 
 from __future__ import annotations
 
 import random
+import re
 
+from emu_agent.errors import InputError
 from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
-from emu_agent.world.tasks import ImageExample, TextExample, sample_example
+from emu_agent.world.tasks import TASKS, ImageExample, TextExample, sample_example
+from emu_agent.world.vocab import COLOURS, SHAPES
 
-__all__ = ["DEFAULT_MIXTURE", "sample_training_example"]
+__all__ = ["DEFAULT_MIXTURE", "MIXTURE_NAMES", "check_mixture", "sample_training_example"]
 
 DEFAULT_MIXTURE: dict[str, float] = {
     "caption": 0.11,
@@ -22,6 +36,21 @@ DEFAULT_MIXTURE: dict[str, float] = {
     "edit": 0.14,
     "agent": 0.24,
 }
+_HARD = ("count_hard", "exists_hard")
+MIXTURE_NAMES: tuple[str, ...] = (*TASKS, "agent", *_HARD)
+_MAX_DRAWS = 200  # rejection sampling bound (a hard case comes up within a few draws)
+_ASKED = re.compile(rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\b")
+
+
+def check_mixture(weights: dict[str, float]) -> dict[str, float]:
+    """``weights`` if every name is known and every weight is >= 0 with a positive sum; else ``InputError``."""
+    unknown = sorted(set(weights) - set(MIXTURE_NAMES))
+    if unknown:
+        raise InputError(f"mixture: unknown names {unknown}; use {list(MIXTURE_NAMES)}")
+    negative = {k: v for k, v in weights.items() if not v >= 0}
+    if negative or sum(weights.values()) <= 0:
+        raise InputError(f"mixture: weights must be >= 0 with a positive sum; got {negative or weights}")
+    return weights
 
 
 def sample_training_example(rng: random.Random, weights: dict[str, float] | None = None) -> TextExample | ImageExample:
@@ -31,4 +60,41 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
     task = rng.choices(names, weights=[weights[n] for n in names])[0]
     if task == "agent":
         return rng.choice(dialogue_examples(sample_dialogue(rng)))
+    if task in _HARD:
+        return _hard_example(task, rng)
     return sample_example(task, rng, split="train")
+
+
+def _hard_example(task: str, rng: random.Random) -> TextExample:
+    keep = _hard_count if task == "count_hard" else _hard_exists
+    want_one = task == "count_hard" and rng.random() < 1 / 3
+    want_yes = rng.random() < 0.5
+    for _ in range(_MAX_DRAWS):
+        example = sample_example(task.removesuffix("_hard"), rng, split="train")
+        assert isinstance(example, TextExample)
+        if keep(example, want_one=want_one, want_yes=want_yes):
+            return example
+    raise RuntimeError(f"{task}: no hard case in {_MAX_DRAWS} draws")  # pragma: no cover - a generator change
+
+
+def _question(example: TextExample) -> str:
+    return next(x for x in reversed(example.prompt[-1][1]) if isinstance(x, str))
+
+
+def _hard_count(example: TextExample, *, want_one: bool, want_yes: bool) -> bool:
+    if "objects" in _question(example) and not any(c in _question(example) for c in COLOURS):
+        return False  # "how many objects": the total, never hard in this sense
+    return (example.answer == "1") == want_one
+
+
+def _hard_exists(example: TextExample, *, want_one: bool, want_yes: bool) -> bool:
+    if (example.answer == "yes") != want_yes:
+        return False
+    asked = _ASKED.search(_question(example))
+    if asked is None:
+        return False
+    colour, shape = asked.groups()
+    objects = example.meta["scene"].objects
+    if want_yes:  # another object shares the colour or the shape
+        return any((o.colour == colour) != (o.shape == shape) for o in objects)
+    return any(o.colour == colour or o.shape == shape for o in objects)  # a near miss

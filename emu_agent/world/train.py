@@ -370,7 +370,7 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ stage 3: language model
 def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> dict[str, Any]:
     """Stage 3. Writes ``run_dir/lm/weights.safetensors`` (LLaMA + projections) and the tokenizer."""
-    from emu_agent.world.mixture import DEFAULT_MIXTURE, sample_training_example
+    from emu_agent.world.mixture import DEFAULT_MIXTURE, check_mixture, sample_training_example
     from emu_agent.world.tiny import build_emu_tiny, train_tiny_tokenizer
 
     tokenizer_dir = config.run_dir / "tokenizer"
@@ -385,7 +385,7 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     model.decoder = None
     model.visual.load_state_dict(load_trained_encoder(config.run_dir).state_dict())
     model.visual.requires_grad_(False)
-    weights = mixture or config.lm_mixture or DEFAULT_MIXTURE
+    weights = check_mixture(mixture or config.lm_mixture or DEFAULT_MIXTURE)
     scale = _embedding_scale(model)
     trainable = nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
     (config.run_dir / "lm").mkdir(parents=True, exist_ok=True)

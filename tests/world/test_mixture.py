@@ -1,0 +1,58 @@
+"""The training mixture: names are checked, and the hard variants keep only the cases they promise."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from emu_agent.errors import InputError
+from emu_agent.world.mixture import DEFAULT_MIXTURE, check_mixture, sample_training_example
+from emu_agent.world.vocab import COLOURS, SHAPES
+
+ASKED = re.compile(rf"({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})")
+
+
+def _question(example) -> str:
+    return [x for x in example.prompt[-1][1] if isinstance(x, str)][-1]
+
+
+def test_count_hard_asks_by_colour_or_shape_and_rarely_answers_one() -> None:
+    rng = random.Random(0)
+    examples = [sample_training_example(rng, {"count_hard": 1.0}) for _ in range(150)]
+    answers = Counter(e.answer for e in examples)
+    assert set(answers) <= {"0", "1", "2", "3"} and answers["0"] and answers["2"], answers
+    assert 0.2 <= answers["1"] / len(examples) <= 0.47, answers  # one in three, not the plain generator's majority
+    for e in examples:
+        question, scene = _question(e), e.meta["scene"]
+        assert e.task == "count" and e.meta["template_split"] == "train"
+        colour = next((c for c in COLOURS if f"{c} objects" in question), None)
+        shape = next((s for s in SHAPES if f"{s}s" in question), None)
+        assert colour or shape, question  # never the plain total
+        n = sum(o.colour == colour for o in scene.objects) if colour else sum(o.shape == shape for o in scene.objects)
+        assert e.answer == str(n), (question, scene)
+
+
+def test_exists_hard_needs_colour_and_shape_bound_to_one_object() -> None:
+    rng = random.Random(1)
+    examples = [sample_training_example(rng, {"exists_hard": 1.0}) for _ in range(150)]
+    answers = Counter(e.answer for e in examples)
+    assert 0.35 <= answers["yes"] / len(examples) <= 0.65, answers
+    for e in examples:
+        colour, shape = ASKED.search(_question(e)).groups()
+        objects = e.meta["scene"].objects
+        present = any(o.colour == colour and o.shape == shape for o in objects)
+        assert (e.answer == "yes") == present
+        assert any((o.colour == colour) != (o.shape == shape) for o in objects)  # a near miss is in the picture
+
+
+def test_unknown_or_negative_mixture_names_are_refused() -> None:
+    assert check_mixture(DEFAULT_MIXTURE) is DEFAULT_MIXTURE
+    with pytest.raises(InputError, match="counting"):
+        check_mixture({"caption": 1.0, "counting": 1.0})
+    with pytest.raises(InputError, match="-1"):
+        check_mixture({"caption": -1.0})
+    with pytest.raises(InputError, match="positive sum"):
+        check_mixture({"caption": 0.0})
