@@ -24,6 +24,9 @@ def test_the_probe_reads_emu_tinys_embeddings(tiny) -> None:
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert scores["train_shape"] >= 0.95 and scores["train_colour"] >= 0.98, scores
     assert scores["train_scene"] >= scores["heldout_scene"], scores  # unseen compositions are never easier
+    # the shipped encoder's grayscale phase: shapes read apart from colour and cell on unseen compositions
+    # (v5 here: .89; v4's encoder, which tied shape to colour and cell: .80)
+    assert scores["heldout_shape"] >= 0.85, scores
 
 
 def test_a_random_encoder_reads_near_chance() -> None:
