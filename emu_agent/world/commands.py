@@ -136,22 +136,21 @@ def run_train(args: argparse.Namespace) -> int:
 def _unpack_for_training(args: argparse.Namespace) -> None:
     """``--from-checkpoint``: unpack into ``--run-dir`` (once) and start the LM phase from the checkpoint's LM."""
     from emu_agent.errors import InputError
-    from emu_agent.world.unpack import is_unpacked, unpack_checkpoint
+    from emu_agent.world.unpack import unpack_checkpoint, unpacked_from
 
     if args.stage in ("encoder", "decoder"):
         raise InputError(
             f"train-tiny: --stage {args.stage} with --from-checkpoint: the checkpoint's {args.stage} is final "
             "(train it in a fresh run dir without --from-checkpoint)"
         )
-    if not is_unpacked(args.run_dir / "encoder"):
+    earlier = unpacked_from(args.run_dir / "encoder")
+    if earlier is None:
         unpack_checkpoint(args.from_checkpoint, args.run_dir)
-    else:  # going on in a run dir unpacked before: it must be from the same checkpoint
-        earlier = json.loads((args.run_dir / "encoder" / "unpacked.json").read_text())["checkpoint"]
-        if earlier != str(args.from_checkpoint):
-            raise InputError(
-                f"train-tiny: --run-dir {str(args.run_dir)!r} was unpacked from {earlier!r}, not "
-                f"--from-checkpoint {str(args.from_checkpoint)!r}; use a new run dir"
-            )
+    elif earlier != str(args.from_checkpoint):  # going on in a run dir unpacked before: from the same checkpoint
+        raise InputError(
+            f"train-tiny: --run-dir {str(args.run_dir)!r} was unpacked from {earlier!r}, not "
+            f"--from-checkpoint {str(args.from_checkpoint)!r}; use a new run dir"
+        )
     if args.lm_init is None:
         args.lm_init = args.run_dir / "checkpoint-lm"
 

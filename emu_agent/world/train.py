@@ -219,18 +219,25 @@ def train_encoder(config: TrainConfig) -> dict[str, Any]:
 
 def _start_stage_from(module: nn.Module, stage: str, init_dir: Path, run_dir: Path, *, strict: bool = True) -> None:
     """Start ``stage`` (a new phase: fresh optimizer and schedule) from ``init_dir/stage`` 's weights, unless
-    ``run_dir/stage`` already has a checkpoint to resume. ``strict=False`` lets the encoder start from weights
-    without probe heads (an unpacked checkpoint ships none): the heads then start fresh.
-    ``run_dir/stage/init.json`` records where the phase started, with that stage's own earlier phases."""
+    ``run_dir/stage`` already has a checkpoint to resume. ``run_dir/stage/init.json`` records where the phase
+    started, with that stage's own earlier phases."""
+    stage_dir = run_dir / stage
+    if (stage_dir / "state.json").exists():
+        return  # resuming this phase: its own checkpoint wins
+    _load_stage_weights(module, stage, Path(init_dir), strict=strict)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "init.json").write_text(json.dumps(_stage_lineage(Path(init_dir), stage)))
+
+
+def _load_stage_weights(module: nn.Module, stage: str, init_dir: Path, *, strict: bool = True) -> None:
+    """Load ``init_dir/stage/weights.safetensors`` into ``module``; ``InputError`` (naming ``init_dir``) when
+    there are none or they do not fit. ``strict=False`` lets the encoder start from weights without probe heads
+    (an unpacked checkpoint ships none): the heads then start fresh."""
     from safetensors.torch import load_file
 
     from emu_agent.errors import InputError
 
-    stage_dir = run_dir / stage
-    if (stage_dir / "state.json").exists():
-        return  # resuming this phase: its own checkpoint wins
-    source = Path(init_dir) / stage
-    path = source / "weights.safetensors"
+    path = init_dir / stage / "weights.safetensors"
     if not path.is_file():
         raise InputError(f"{stage}_init={str(init_dir)!r} has no {stage}/weights.safetensors")
     try:
@@ -244,8 +251,6 @@ def _start_stage_from(module: nn.Module, stage: str, init_dir: Path, run_dir: Pa
             f"{stage}_init={str(init_dir)!r}: weights do not fit the {stage} "
             f"(missing {stray[:3]}, unexpected {unexpected[:3]})"
         )
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    (stage_dir / "init.json").write_text(json.dumps(_stage_lineage(Path(init_dir), stage)))
 
 
 def _write_recipe(stage_dir: Path, recipe: dict[str, Any]) -> None:
@@ -388,12 +393,10 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     weights = check_mixture(mixture or config.lm_mixture or DEFAULT_MIXTURE)
     scale = _embedding_scale(model)
     trainable = nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
-    (config.run_dir / "lm").mkdir(parents=True, exist_ok=True)
-    if config.lm_init is not None and not (config.run_dir / "lm" / "state.json").exists():
-        _init_from(trainable, Path(config.lm_init))
-        (config.run_dir / "lm" / "init.json").write_text(json.dumps(_lm_lineage(Path(config.lm_init))))
+    if config.lm_init is not None:
+        _start_stage_from(trainable, "lm", config.lm_init, config.run_dir)
     recipe = {"lr": config.lm_lr, "batch": config.lm_batch, "rollout": config.lm_rollout, "mixture": weights}
-    (config.run_dir / "lm" / "phase.json").write_text(json.dumps(recipe))
+    _write_recipe(config.run_dir / "lm", recipe)
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "lm", step)
@@ -431,18 +434,6 @@ def _stage_lineage(run_dir: Path, stage: str) -> list[dict[str, Any]]:
 def _lm_lineage(run_dir: Path) -> list[dict[str, Any]]:
     """The LM phases behind ``run_dir/lm``, oldest first (see :func:`_stage_lineage`)."""
     return _stage_lineage(run_dir, "lm")
-
-
-def _init_from(module: nn.Module, run_dir: Path) -> None:
-    """Start a new LM phase (fresh optimizer and schedule) from another run's LM weights."""
-    from safetensors.torch import load_file
-
-    path = run_dir / "lm" / "weights.safetensors"
-    if not path.is_file():
-        from emu_agent.errors import InputError
-
-        raise InputError(f"lm_init={str(run_dir)!r} has no lm/weights.safetensors")
-    module.load_state_dict(load_file(str(path)))
 
 
 def _bucketed_losses(

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["is_unpacked", "unpack_checkpoint"]
+__all__ = ["is_unpacked", "unpack_checkpoint", "unpacked_from"]
 
 _UNPACKED = "unpacked.json"  # marks a stage restored from a checkpoint (weights only, no optimizer state)
 
@@ -80,6 +80,12 @@ def _training_info(checkpoint: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def unpacked_from(stage_dir: Path) -> str | None:
+    """The checkpoint ``stage_dir`` was restored from by :func:`unpack_checkpoint`, or ``None`` if it was not."""
+    marker = Path(stage_dir) / _UNPACKED
+    return str(json.loads(marker.read_text())["checkpoint"]) if marker.is_file() else None
+
+
 def is_unpacked(stage_dir: Path) -> bool:
     """Whether ``stage_dir`` was restored by :func:`unpack_checkpoint` (weights only: not resumable)."""
-    return (Path(stage_dir) / _UNPACKED).is_file()
+    return unpacked_from(stage_dir) is not None

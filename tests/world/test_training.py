@@ -129,7 +129,7 @@ def test_decoder_fine_tuning_changes_the_decoder_that_assemble_ships(trained, tm
 def test_a_new_lm_phase_starts_from_another_runs_weights(trained, tmp_path):
     from safetensors.torch import load_file
 
-    from emu_agent.world.train import _init_from, _lm_lineage
+    from emu_agent.world.train import _lm_lineage, _load_stage_weights
 
     config, _ = trained
     source = load_file(str(config.run_dir / "lm" / "weights.safetensors"))
@@ -138,11 +138,11 @@ def test_a_new_lm_phase_starts_from_another_runs_weights(trained, tmp_path):
 
     model = build_emu_tiny(EmuTokenizer.from_pretrained(config.run_dir / "tokenizer"))
     module = torch.nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
-    _init_from(module, config.run_dir)
+    _load_stage_weights(module, "lm", config.run_dir)
     for key, value in module.state_dict().items():
         torch.testing.assert_close(value, source[key])
     with pytest.raises(InputError, match="nowhere"):
-        _init_from(module, tmp_path / "nowhere")
+        _load_stage_weights(module, "lm", tmp_path / "nowhere")
     phase = TrainConfig(
         run_dir=tmp_path / "phase2", lm_init=config.run_dir, lm_steps=1, lm_batch=4, lm_rollout=1.0, progress=False
     )
