@@ -12,7 +12,8 @@ Parts, named as BAAI's checkpoint keys map onto them (see :mod:`emu_agent.model.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -40,6 +41,7 @@ __all__ = ["EmuModel"]
 
 Prompt = Any  # str | Sequence[str | image | video] | Sequence[Message]
 ENCODE_BATCH = 16  # images per visual-encoder forward
+_DECODER_LOCK = threading.Lock()  # one thread builds a deferred decoder
 
 
 def _is_chat(prompt: Any) -> bool:
@@ -68,7 +70,8 @@ class EmuModel(nn.Module):
         self.lm = LlamaForCausalLM(config.text.to_llama_config())
         self.project_up = nn.Linear(config.vision.width, config.text.hidden_size, bias=False)
         self.project_down = nn.Linear(config.text.hidden_size, config.vision.width, bias=False)
-        self.decoder = decoder
+        self.__dict__["_decoder_loader"] = None  # builds a checkpoint's decoder on first use (see `decoder`)
+        self._modules["decoder"] = decoder
         # Emu2-Chat's default system text; emu-tiny is trained without one.
         self.system_message: str | None = None if config.variant == "emu-tiny" else SYSTEM_MESSAGE
         self.video_loader: Any = load_video_frames  # VideoRef -> VideoFrames
@@ -85,6 +88,7 @@ class EmuModel(nn.Module):
         device: str | torch.device = "auto",
         device_map: str | dict[str, Any] | None = None,
         tokenizer: str | os.PathLike[str] | EmuTokenizer | None = None,
+        lazy_decoder: bool = True,
     ) -> EmuModel:
         """Load a checkpoint from a local folder or file, in any supported layout (no network, no pickles).
 
@@ -92,6 +96,8 @@ class EmuModel(nn.Module):
         read with ``weights_only=True``), the HF release (``model.`` prefix, sharded with an index), and the
         Emu2-Gen diffusers folder (``multimodal_encoder/``, ``unet/``, ``vae/``, ``scheduler/``). ``config``
         overrides or supplies the dims; ``tokenizer`` points at a tokenizer folder when the checkpoint has none.
+        ``lazy_decoder`` (default) builds the image decoder on first use of :attr:`decoder` (diffusers is not
+        imported before); ``False`` builds it now, as a ``device_map`` load always does.
         """
         from emu_agent.model.loading import load_model
 
@@ -103,6 +109,7 @@ class EmuModel(nn.Module):
             device=device,
             device_map=device_map,
             tokenizer=tokenizer,
+            lazy_decoder=lazy_decoder,
         )
 
     @classmethod
@@ -129,6 +136,49 @@ class EmuModel(nn.Module):
         from emu_agent.model.loading import save_model
 
         save_model(self, directory)
+
+    # ------------------------------------------------------------------------------------------ decoder
+    @property
+    def decoder(self) -> EmuDecoder | None:
+        """The diffusion decoder, or ``None`` for a model without one.
+
+        :meth:`from_pretrained` defers a checkpoint's decoder (``lazy_decoder=True``): diffusers is imported and
+        the UNet (and VAE) built on first access, on the model's current device and dtype, so a model that only
+        reads and writes text never pays for them.
+        """
+        loader = self.__dict__["_decoder_loader"]
+        if loader is not None:
+            with _DECODER_LOCK:
+                loader = self.__dict__["_decoder_loader"]
+                if loader is not None:  # not built by another thread meanwhile
+                    built = loader().to(device=self.device, dtype=self.dtype)
+                    built.train(self.training)
+                    self._modules["decoder"] = built
+                    self.__dict__["_decoder_loader"] = None
+        return self._modules["decoder"]  # type: ignore[return-value]
+
+    @decoder.setter
+    def decoder(self, value: EmuDecoder | None) -> None:
+        if value is not None and not isinstance(value, nn.Module):
+            raise TypeError(f"decoder must be an EmuDecoder or None; got {type(value).__name__}")
+        self.__dict__["_decoder_loader"] = None  # an explicit decoder (or None) replaces a deferred one
+        self._modules["decoder"] = value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "decoder":  # the property's setter, not nn.Module's registration
+            object.__setattr__(self, name, value)
+            return
+        super().__setattr__(name, value)
+
+    def defer_decoder(self, loader: Callable[[], EmuDecoder]) -> None:
+        """Build the decoder with ``loader`` on first access of :attr:`decoder` (replacing any decoder now)."""
+        self._modules["decoder"] = None
+        self.__dict__["_decoder_loader"] = loader
+
+    @property
+    def decoder_loaded(self) -> bool:
+        """Whether the decoder is built (``False`` while deferred, and for a model without one)."""
+        return self._modules["decoder"] is not None
 
     # ------------------------------------------------------------------------------------------ properties
     @property

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -326,6 +326,7 @@ def load_model(
     device: str | torch.device,
     device_map: str | dict[str, Any] | None,
     tokenizer: Any,
+    lazy_decoder: bool = True,
 ) -> EmuModel:
     """Implementation of :meth:`EmuModel.from_pretrained`."""
     from accelerate import init_empty_weights
@@ -355,7 +356,12 @@ def load_model(
     state = {k: v.to(target_dtype) for k, v in resolved.state.items()}
     model.load_state_dict(state, strict=False, assign=True)
     del state, resolved.state
-    model.decoder = _load_decoder(resolved, config, target_dtype)
+    decoder_loader = _decoder_loader(resolved, config, target_dtype)
+    if decoder_loader is not None:
+        if lazy_decoder and device_map is None:
+            model.defer_decoder(decoder_loader)
+        else:
+            model.decoder = decoder_loader()
     model.load_report = resolved.report
     model.to(target_device)
     if device_map is not None:
@@ -363,31 +369,43 @@ def load_model(
     return model.eval()
 
 
-def _load_decoder(resolved: _Resolved, config: EmuConfig, dtype: torch.dtype) -> Any:
+def _decoder_loader(resolved: _Resolved, config: EmuConfig, dtype: torch.dtype) -> Callable[[], Any] | None:
+    """What builds the checkpoint's decoder (``None``: it has none). ``config.decoder`` is filled in now, from
+    JSON only; the loader imports diffusers and reads the weights when called."""
     if resolved.decoder_folder is None and not resolved.decoder_state:
         return None  # no decoder: don't import diffusers at all
     from emu_agent.model.config import DecoderConfig
-    from emu_agent.model.decoder import EmuDecoder
 
-    if resolved.decoder_folder is not None:
-        decoder = EmuDecoder.from_pretrained(resolved.decoder_folder, dtype=dtype)
+    folder, state = resolved.decoder_folder, resolved.decoder_state
+    if folder is not None:
         if config.decoder is None:
-            found = _decoder_config_from_folder(resolved.decoder_folder)
+            found = _decoder_config_from_folder(folder)
             config.decoder = DecoderConfig(unet=found["unet"], scheduler=found["scheduler"], vae=found["vae"])
-        return decoder
-    if resolved.decoder_state:
-        decoder_config = config.decoder or EmuConfig.preset("emu2-gen").decoder
-        if decoder_config is None:  # pragma: no cover - the preset always has one
-            raise ConfigError("no decoder config for the Emu2-Gen file")
-        config.decoder = decoder_config
+
+        def load_folder() -> Any:
+            from emu_agent.model.decoder import EmuDecoder
+
+            return EmuDecoder.from_pretrained(folder, dtype=dtype)
+
+        return load_folder
+    decoder_config = config.decoder or EmuConfig.preset("emu2-gen").decoder
+    if decoder_config is None:  # pragma: no cover - the preset always has one
+        raise ConfigError("no decoder config for the Emu2-Gen file")
+    config.decoder = decoder_config
+    resolved.decoder_state = None  # the loader holds the tensors until it runs
+
+    def load_state() -> Any:
+        from emu_agent.model.decoder import EmuDecoder
+
         return EmuDecoder.from_state_dict(
-            resolved.decoder_state,
+            state or {},
             unet_config=decoder_config.unet,
             scheduler_config=decoder_config.scheduler,
             vae_config=decoder_config.vae,
             dtype=dtype,
         )
-    return None
+
+    return load_state
 
 
 def _dispatch(model: EmuModel, device_map: str | dict[str, Any], dtype: torch.dtype) -> EmuModel:
