@@ -113,9 +113,13 @@ class _Runner:
         self.image_kwargs = image_kwargs
         self.samples: list[EvalSample] = []
 
-    def run_text(self, task: str, examples: Sequence[TextExample], keep: int) -> list[bool]:
+    def run_text(
+        self, task: str, examples: Sequence[TextExample], keep: int, *, answers_of: str | None = None
+    ) -> list[bool]:
+        """Score ``examples``; ``answers_of`` names the task whose answers set the token budget (default:
+        ``task``; the second-renderer rows are logged as ``"<task> (alt)"`` but answer as ``task``)."""
         results: list[bool] = []
-        max_new = _max_new_tokens(self.model, task)
+        max_new = _max_new_tokens(self.model, answers_of or task)
         for start in range(0, len(examples), self.batch_size):
             batch = examples[start : start + self.batch_size]
             outputs = self.model.generate_texts([ex.prompt for ex in batch], max_new_tokens=max_new)
@@ -207,7 +211,7 @@ def evaluate(
             else:
                 row = _row(task, examples, runner.run_text(task, examples, SAMPLES_PER_TASK))  # type: ignore[arg-type]
             if task in alt:
-                alt_results = runner.run_text(f"{task} (alt)", alt[task], 1)  # type: ignore[arg-type]
+                alt_results = runner.run_text(f"{task} (alt)", alt[task], 1, answers_of=task)  # type: ignore[arg-type]
                 row.alt_n, row.alt_score = len(alt_results), _mean(alt_results)
             rows.append(row)
     for name, scorer in (extra_scorers or {}).items():

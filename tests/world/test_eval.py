@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from emu_agent.errors import InputError
+from emu_agent.model.loading import builtin_model_dir
 from emu_agent.model.prompting import VideoFrames
+from emu_agent.model.tokenizer import EmuTokenizer
 from emu_agent.world.eval import (
     ALT_TASKS,
     TARGETS,
@@ -37,9 +39,13 @@ def _key(prompt: list) -> tuple:
 
 
 class OracleModel:
-    """Answers every eval prompt correctly by looking the example up (tests the harness, not a model)."""
+    """Answers every eval prompt correctly by looking the example up (tests the harness, not a model).
+
+    Like a real model it writes at most ``max_new_tokens`` tokens of emu-tiny's tokenizer, so a token budget
+    the harness sets too short for an answer shows up as a miss."""
 
     decoder = object()
+    tokenizer = EmuTokenizer.from_pretrained(builtin_model_dir("emu-tiny"))
 
     def __init__(self, seed: int, limit: int, wrong: bool = False) -> None:
         self.answers: dict[tuple, object] = {}
@@ -52,7 +58,8 @@ class OracleModel:
 
     def generate_texts(self, prompts: list, max_new_tokens: int) -> list[str]:
         assert max_new_tokens > 0
-        return [("nope" if self.wrong else self.answers[_key(p)]) for p in prompts]  # type: ignore[misc]
+        answers = [("nope" if self.wrong else self.answers[_key(p)]) for p in prompts]
+        return [self.tokenizer.decode(self.tokenizer.encode(a, add_bos=False)[:max_new_tokens]) for a in answers]  # type: ignore[arg-type]
 
     def generate_image(self, prompt: list, seed: int) -> Image.Image:
         if self.wrong:
