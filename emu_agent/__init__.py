@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "TextConfig": "emu_agent.model.config",
     "EmuTokenizer": "emu_agent.model.tokenizer",
     "EmuDecoder": "emu_agent.model.decoder",
+    "average_checkpoints": "emu_agent.model.averaging",
     "Message": "emu_agent.messages",
     "TextPart": "emu_agent.messages",
     "ImagePart": "emu_agent.messages",
@@ -90,6 +91,7 @@ if TYPE_CHECKING:
     from emu_agent.media import ImageRef, MediaStore, VideoRef
     from emu_agent.memory import MultimodalMemory
     from emu_agent.messages import ImagePart, Message, TextPart, ToolCallPart, ToolResultPart, VideoPart
+    from emu_agent.model.averaging import average_checkpoints
     from emu_agent.model.config import EmuConfig, TextConfig, VisionConfig
     from emu_agent.model.decoder import EmuDecoder
     from emu_agent.model.emu import EmuModel

@@ -75,6 +75,33 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_average(args: argparse.Namespace) -> int:
+    from emu_agent.model.averaging import average_checkpoints
+
+    out = average_checkpoints(
+        args.checkpoints, args.out, weights=args.weights, overwrite=args.overwrite, progress=not args.json
+    )
+    training = json.loads((out / "training.json").read_text())["averaged"]
+    if args.json:
+        print(json.dumps({"out": str(out), "checkpoints": training["checkpoints"], "weights": training["weights"]}))
+    else:
+        print(f"Wrote the weighted mean of {len(args.checkpoints)} checkpoints to {out}")
+    return 0
+
+
+def _register_average(sub: Any) -> None:
+    average = sub.add_parser(
+        "average-checkpoints",
+        help="average the weights of checkpoints of one architecture and tokenizer (a model soup)",
+    )
+    average.add_argument("checkpoints", nargs="+", help="two or more checkpoint folders (or emu-tiny)")
+    average.add_argument("--out", type=Path, required=True, help="folder to write the averaged checkpoint to")
+    average.add_argument("--weights", type=float, nargs="+", help="one weight per checkpoint (default: equal)")
+    average.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    average.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    average.set_defaults(handler=_cmd_average)
+
+
 def _register_demo(sub: Any) -> None:
     demo = sub.add_parser("demo", help="describe, answer, generate, edit and answer about a clip")
     demo.add_argument("--out", type=Path, default=Path("emu-agent-out"), help="folder for images and transcript")
@@ -97,6 +124,7 @@ def _registrars() -> list[Any]:
     return [
         _register_demo,
         _register_version,
+        _register_average,
         *cli_agent.REGISTRARS,
         world_commands.add_train_command,
         world_commands.add_eval_command,
