@@ -161,3 +161,13 @@ def test_cli_json(pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.Captur
     assert main(command) == 1  # --out exists now
     error = json.loads(capsys.readouterr().out)
     assert error["error"] == "InputError" and "already exists" in error["message"]
+
+
+def test_training_can_go_on_from_an_average_with_its_lineage(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    from emu_agent.world.unpack import unpack_checkpoint
+
+    soup = average_checkpoints(list(pair), tmp_path / "soup")
+    unpacked = unpack_checkpoint(soup, tmp_path / "run")
+    lineage = json.loads((Path(unpacked["lm_init"]) / "lm" / "lineage.json").read_text())
+    assert lineage == json.loads((soup / "training.json").read_text())["lm_phases"]
+    assert "average_of" in lineage[-1]
