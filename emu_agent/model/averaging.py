@@ -80,7 +80,8 @@ def average_checkpoints(
                 bar(1)
             else:
                 shutil.copyfile(folders[0] / name, destination)
-        merged = _merged_training(folders, mix)
+        names = [_display_name(source, folder) for source, folder in zip(sources, folders, strict=True)]
+        merged = _merged_training(folders, names, mix)
         (staging / _TRAINING).write_text(json.dumps(merged, indent=2))
         if target.exists():  # overwrite=True was checked above
             shutil.rmtree(target)
@@ -225,7 +226,14 @@ def _progress_bar(total: int, *, enabled: bool) -> Callable[[int], Any]:
 
 
 # ------------------------------------------------------------------------------------------------ lineage
-def _merged_training(folders: list[Path], mix: list[float]) -> dict[str, Any]:
+def _display_name(source: str | os.PathLike[str], folder: Path) -> str:
+    """How ``training.json`` names a source: a built-in model by its name, a folder by its absolute path."""
+    from emu_agent.model.loading import BUILTIN_MODELS
+
+    return str(source) if str(source) in BUILTIN_MODELS else str(folder)
+
+
+def _merged_training(folders: list[Path], names: list[str], mix: list[float]) -> dict[str, Any]:
     """``training.json`` of the average: the shared history of each stage, then one ``average_of`` phase."""
     infos = [_read_training(folder) for folder in folders]
     steps = [info.get("steps") or {} for info in infos]
@@ -242,14 +250,14 @@ def _merged_training(folders: list[Path], mix: list[float]) -> dict[str, Any]:
             *shared,
             {
                 "average_of": [
-                    {"checkpoint": str(folder), "weight": round(weight, 6), "phases": lineage[len(shared) :]}
-                    for folder, weight, lineage in zip(folders, mix, lineages, strict=True)
+                    {"checkpoint": name, "weight": round(weight, 6), "phases": lineage[len(shared) :]}
+                    for name, weight, lineage in zip(names, mix, lineages, strict=True)
                 ]
             },
         ]
     merged["averaged"] = {
         "method": "weighted mean of every floating-point tensor, in float32",
-        "checkpoints": [str(folder) for folder in folders],
+        "checkpoints": names,
         "weights": [round(weight, 6) for weight in mix],
         "steps": steps,
     }
