@@ -5,7 +5,8 @@ often as good as the best of them and steadier across inputs (Wortsman et al., 2
 checkpoints must be ``EmuModel.save_pretrained`` folders of one config and one tokenizer:
 
 * every ``*.safetensors`` file (the model, its shards, the decoder's UNet) is averaged tensor by tensor, in
-  float32, and written back in the first checkpoint's dtype; files that are byte-identical are copied;
+  float32, and written back in the first checkpoint's dtype; tensors and files that are the same in every
+  checkpoint (a frozen encoder, say) are copied bit-exact;
 * every other file (config, tokenizer, scheduler) must be byte-identical, else the checkpoints are not one
   architecture and averaging them is refused;
 * ``training.json`` records the merge: the sources' shared training history, then one ``average_of`` phase that
@@ -206,10 +207,10 @@ def _average_tensor(key: str, tensors: list[Any], mix: list[float], paths: list[
             raise ModelLoadError(
                 f"tensor {key!r} has shape {tuple(tensor.shape)} in {path} but {tuple(first.shape)} in {paths[0]}"
             )
-    if not first.is_floating_point():  # integer buffers (counters, ids) can't be averaged: they must agree
-        if any(not torch.equal(tensor, first) for tensor in tensors[1:]):
-            raise ModelLoadError(f"integer tensor {key!r} differs between the checkpoints; it can't be averaged")
+    if all(torch.equal(tensor, first) for tensor in tensors[1:]):  # a shared (e.g. frozen) tensor stays bit-exact
         return first.contiguous()
+    if not first.is_floating_point():  # integer buffers (counters, ids) can't be averaged: they must agree
+        raise ModelLoadError(f"integer tensor {key!r} differs between the checkpoints; it can't be averaged")
     total = torch.zeros(first.shape, dtype=torch.float32)
     for weight, tensor in zip(mix, tensors, strict=True):
         total.add_(tensor.to(torch.float32), alpha=weight)

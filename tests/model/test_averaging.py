@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,11 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return a, b
 
 
+def _copy(folder: Path, to: Path) -> Path:
+    shutil.copytree(folder, to)
+    return to
+
+
 def _tensors(folder: Path) -> dict[str, torch.Tensor]:
     return {**load_file(folder / "model.safetensors"), **{f"unet.{k}": v for k, v in load_file(folder / UNET).items()}}
 
@@ -68,6 +74,19 @@ def test_all_weight_on_one_checkpoint_gives_that_model_back(pair: tuple[Path, Pa
     assert averaged.generate_text(prompt, max_new_tokens=6) == original.generate_text(prompt, max_new_tokens=6)
 
 
+def test_tensors_shared_by_every_checkpoint_stay_bit_exact(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = pair
+    frozen = _copy(b, tmp_path / "frozen")
+    state_a, state_b = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    shared = [key for key in state_a if key.startswith("visual.")]  # as if both runs froze the encoder
+    save_file({**state_b, **{key: state_a[key] for key in shared}}, str(frozen / "model.safetensors"))
+    out = average_checkpoints([a, frozen], tmp_path / "soup", weights=[1, 2])
+    mean = load_file(out / "model.safetensors")
+    assert shared and all(torch.equal(mean[key], state_a[key]) for key in shared)
+    lm = next(key for key in state_a if key.startswith("lm.") and not torch.equal(state_a[key], state_b[key]))
+    torch.testing.assert_close(mean[lm], (state_a[lm] + 2 * state_b[lm]) / 3)
+
+
 def test_training_json_keeps_the_shared_history_and_records_the_merge(pair: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = pair
     out = average_checkpoints([a, b], tmp_path / "soup")
@@ -94,13 +113,7 @@ def test_checkpoints_of_different_architectures_are_refused(pair: tuple[Path, Pa
 
 def test_a_mis_shaped_tensor_is_named_and_nothing_is_left_behind(pair: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = pair
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for path in b.rglob("*"):
-        if path.is_file():
-            target = broken / path.relative_to(b)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(path.read_bytes())
+    broken = _copy(b, tmp_path / "broken")
     state = load_file(b / "model.safetensors")
     key = next(k for k in sorted(state) if k.endswith("proj.weight"))
     state[key] = torch.zeros(3, 3)
