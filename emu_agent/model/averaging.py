@@ -24,8 +24,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,18 +69,16 @@ def average_checkpoints(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
-        tensors = [name for name in files if name.endswith(".safetensors")]
-        bar = _progress_bar(len(tensors), enabled=progress)
-        for name in files:
-            destination = staging / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            if name == _TRAINING:
-                continue
-            if name in tensors:
-                _average_file([folder / name for folder in folders], mix, destination)
-                bar(1)
-            else:
-                shutil.copyfile(folders[0] / name, destination)
+        weight_files = [name for name in files if name.endswith(".safetensors")]
+        total = sum(_tensor_count(folders[0] / name) for name in weight_files)
+        with _progress(total, enabled=progress) as advance:
+            for name in files:
+                destination = staging / name
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if name in weight_files:
+                    _average_file([folder / name for folder in folders], mix, destination, advance)
+                elif name != _TRAINING:
+                    shutil.copyfile(folders[0] / name, destination)
         names = [_display_name(source, folder) for source, folder in zip(sources, folders, strict=True)]
         merged = _merged_training(folders, names, mix)
         (staging / _TRAINING).write_text(json.dumps(merged, indent=2))
@@ -178,13 +176,22 @@ def _matching_files(folders: list[Path]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ averaging
-def _average_file(paths: list[Path], mix: list[float], destination: Path) -> None:
-    """Average one safetensors file across checkpoints, tensor by tensor (one file in memory at a time)."""
+def _tensor_count(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return len(list(handle.keys()))
+
+
+def _average_file(paths: list[Path], mix: list[float], destination: Path, advance: Callable[[int], Any]) -> None:
+    """Average one safetensors file across checkpoints, tensor by tensor (one file in memory at a time);
+    ``advance(n)`` is called as tensors are done."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     if len({_digest(path) for path in paths}) == 1:
         shutil.copyfile(paths[0], destination)
+        advance(_tensor_count(paths[0]))
         return
     with ExitStack() as stack:
         handles = [stack.enter_context(safe_open(str(path), framework="pt")) for path in paths]
@@ -193,7 +200,10 @@ def _average_file(paths: list[Path], mix: list[float], destination: Path) -> Non
             if set(handle.keys()) != set(keys):
                 missing = sorted(set(keys) ^ set(handle.keys()))[0]
                 raise ModelLoadError(f"tensor {missing!r} is in only one of {paths[0]} and {path}")
-        averaged = {key: _average_tensor(key, [h.get_tensor(key) for h in handles], mix, paths) for key in keys}
+        averaged = {}
+        for key in keys:
+            averaged[key] = _average_tensor(key, [handle.get_tensor(key) for handle in handles], mix, paths)
+            advance(1)
         metadata = handles[0].metadata() or {"format": "pt"}
     save_file(averaged, str(destination), metadata=metadata)
 
@@ -217,13 +227,16 @@ def _average_tensor(key: str, tensors: list[Any], mix: list[float], paths: list[
     return total.to(first.dtype).contiguous()
 
 
-def _progress_bar(total: int, *, enabled: bool) -> Callable[[int], Any]:
+@contextmanager
+def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], Any]]:
+    """A tqdm bar over ``total`` tensors (closed on exit), or a no-op when disabled."""
     if not enabled:
-        return lambda _n: None
+        yield lambda _n: None
+        return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="average", unit="file")
-    return bar.update
+    with tqdm(total=total, desc="average", unit="tensor") as bar:
+        yield bar.update
 
 
 # ------------------------------------------------------------------------------------------------ lineage

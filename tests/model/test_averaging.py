@@ -184,3 +184,12 @@ def test_training_can_go_on_from_an_average_with_its_lineage(pair: tuple[Path, P
     lineage = json.loads((Path(unpacked["lm_init"]) / "lm" / "lineage.json").read_text())
     assert lineage == json.loads((soup / "training.json").read_text())["lm_phases"]
     assert "average_of" in lineage[-1]
+
+
+def test_progress_counts_every_tensor(
+    pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = pair
+    average_checkpoints([a, b], tmp_path / "soup", progress=True)
+    total = len(_tensors(a))
+    assert f"{total}/{total}" in capsys.readouterr().err
