@@ -5,8 +5,8 @@ often as good as the best of them and steadier across inputs (Wortsman et al., 2
 checkpoints must be ``EmuModel.save_pretrained`` folders of one config and one tokenizer:
 
 * every ``*.safetensors`` file (the model, its shards, the decoder's UNet) is averaged tensor by tensor, in
-  float32, and written back in the first checkpoint's dtype; tensors and files that are the same in every
-  checkpoint (a frozen encoder, say) are copied bit-exact;
+  float32, and written back in the first checkpoint's dtype; tensors that are the same in every checkpoint (a
+  frozen encoder, say) are kept bit-exact;
 * every other file (config, tokenizer, scheduler) must be byte-identical, else the checkpoints are not one
   architecture and averaging them is refused;
 * ``training.json`` records the merge: the sources' shared training history, then one ``average_of`` phase that
@@ -93,9 +93,9 @@ def average_checkpoints(
 
 # ------------------------------------------------------------------------------------------------ checks
 def _checkpoint_folder(source: str | os.PathLike[str]) -> Path:
-    from emu_agent.model.loading import BUILTIN_MODELS, builtin_model_dir
+    from emu_agent.model.loading import checkpoint_dir
 
-    folder = builtin_model_dir(str(source)) if str(source) in BUILTIN_MODELS else Path(source)
+    folder = checkpoint_dir(source)
     config = folder / "config.json"
     if not folder.is_dir() or not config.is_file():
         raise ModelLoadError(f"{str(source)!r} is not a checkpoint folder (expected config.json in it)")
@@ -189,10 +189,6 @@ def _average_file(paths: list[Path], mix: list[float], destination: Path, advanc
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    if len({_digest(path) for path in paths}) == 1:
-        shutil.copyfile(paths[0], destination)
-        advance(_tensor_count(paths[0]))
-        return
     with ExitStack() as stack:
         handles = [stack.enter_context(safe_open(str(path), framework="pt")) for path in paths]
         keys = list(handles[0].keys())

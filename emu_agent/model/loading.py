@@ -250,6 +250,12 @@ def builtin_model_dir(name: str) -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / name
 
 
+def checkpoint_dir(path_or_name: str | os.PathLike[str]) -> Path:
+    """The folder a checkpoint spec names: a built-in model's (``"emu-tiny"``) or the given path."""
+    name = str(path_or_name)
+    return builtin_model_dir(name) if name in BUILTIN_MODELS else Path(path_or_name).expanduser()
+
+
 def _resolve(path: Path) -> _Resolved:
     if path.is_file():
         state = _read_weights_file(path)

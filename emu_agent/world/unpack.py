@@ -73,10 +73,9 @@ def _prefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
 
 def _training_info(checkpoint: str | Path) -> dict[str, Any]:
     """The checkpoint's ``training.json`` (stages and LM phases), or ``{}`` when it has none."""
-    from emu_agent.model.loading import BUILTIN_MODELS, builtin_model_dir
+    from emu_agent.model.loading import checkpoint_dir
 
-    folder = builtin_model_dir(str(checkpoint)) if str(checkpoint) in BUILTIN_MODELS else Path(checkpoint)
-    path = folder / "training.json"
+    path = checkpoint_dir(checkpoint) / "training.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
