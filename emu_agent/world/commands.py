@@ -45,6 +45,11 @@ def add_train_command(subparsers: Any) -> None:
         "--lm-init", type=Path, help="start the LM from this run dir's lm/ weights (a new phase: fresh schedule)"
     )
     parser.add_argument(
+        "--lm-layers",
+        type=int,
+        help="LLaMA depth; above the starting LM's, the new phase grows it (identity layers, LLaMA Pro style)",
+    )
+    parser.add_argument(
         "--lm-rollout",
         type=float,
         default=0.0,
@@ -98,6 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
         decoder_lr=args.decoder_lr,
         encoder_lr=args.encoder_lr,
         lm_init=args.lm_init,
+        lm_layers=args.lm_layers,
         lm_rollout=args.lm_rollout,
         lm_mixture=json.loads(args.mixture.read_text()) if args.mixture else None,
         time_limit_s=args.time_limit,

@@ -27,6 +27,7 @@ __all__ = ["TOOL_TOKENS", "build_emu_tiny", "emu_tiny_config", "train_tiny_token
 TOOL_TOKENS = (TOOL_CALL_START, TOOL_CALL_END, TOOL_RESULT_END)
 VOCAB_SIZE = 1536  # base BPE vocabulary (control + bytes + trained pieces)
 IMAGE_SIZE = 64
+LM_LAYERS = 4  # the LLaMA's depth when trained from scratch; an LM phase may grow it (--lm-layers)
 DECODER_POSITION_SCALE = 1.0  # token-index embeddings for the decoder's cross-attention (see EmuDecoder)
 DECODER_SPATIAL_CONDITIONING = True  # the embeddings' 4x4 map concatenated to the UNet input (see EmuDecoder)
 
@@ -79,13 +80,13 @@ def _decoder(width: int) -> DecoderConfig:
     )
 
 
-def emu_tiny_config(vocab_size: int, pad_token_id: int) -> EmuConfig:
-    """The emu-tiny architecture for a tokenizer of ``vocab_size`` ids."""
+def emu_tiny_config(vocab_size: int, pad_token_id: int, *, lm_layers: int = LM_LAYERS) -> EmuConfig:
+    """The emu-tiny architecture for a tokenizer of ``vocab_size`` ids (``lm_layers`` decoder layers)."""
     vision = _vision()
     text = TextConfig(
         hidden_size=256,
         intermediate_size=704,
-        num_hidden_layers=4,
+        num_hidden_layers=lm_layers,
         num_attention_heads=4,
         vocab_size=vocab_size,
         pad_token_id=pad_token_id,
@@ -105,14 +106,15 @@ def train_tiny_tokenizer(seed: int = 0, n_texts: int = 6000) -> EmuTokenizer:
     return EmuTokenizer.train(texts, vocab_size=VOCAB_SIZE, instruct=True, extra_special_tokens=TOOL_TOKENS)
 
 
-def build_emu_tiny(tokenizer: EmuTokenizer, *, seed: int = 0) -> EmuModel:
-    """A freshly initialised emu-tiny (fp32, CPU), with its decoder; no system message (the agent sets one)."""
+def build_emu_tiny(tokenizer: EmuTokenizer, *, seed: int = 0, lm_layers: int = LM_LAYERS) -> EmuModel:
+    """A freshly initialised emu-tiny (fp32, CPU), with its decoder; no system message (the agent sets one).
+    ``lm_layers`` sets the LLaMA's depth (a grown LM, :mod:`emu_agent.world.growth`)."""
     from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
     from emu_agent.model.decoder import EmuDecoder
     from emu_agent.model.emu import EmuModel
 
-    config = emu_tiny_config(len(tokenizer), tokenizer.pad_token_id)
+    config = emu_tiny_config(len(tokenizer), tokenizer.pad_token_id, lm_layers=lm_layers)
     import torch
 
     torch.manual_seed(seed)

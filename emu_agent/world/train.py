@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from emu_agent.model.visual import EvaVisionTransformer, pool_visual_tokens, preprocess_images
+from emu_agent.world.growth import expansion_plan, grow_layers, layer_count
 from emu_agent.world.render import render_scene
 from emu_agent.world.scene import Scene, is_heldout_triple, sample_scene
 from emu_agent.world.stages import run_stage, step_rng
@@ -61,6 +63,8 @@ class TrainConfig(BaseModel):
     lm_batch: int = 32
     lm_lr: float = 1e-3
     lm_init: Path | None = None
+    # LLaMA depth; above lm_init's, the phase grows the LM (emu_agent.world.growth). None: lm_init's, or 4
+    lm_layers: int | None = Field(None, ge=1, le=64)
     lm_mixture: dict[str, float] | None = None
     regression_weight: float = 1.0
     lm_rollout: float = Field(0.0, ge=0.0, le=1.0)  # fraction of image targets fed the LM's own rollouts
@@ -217,19 +221,34 @@ def train_encoder(config: TrainConfig) -> dict[str, Any]:
     )
 
 
-def _start_stage_from(module: nn.Module, stage: str, init_dir: Path, run_dir: Path, *, strict: bool = True) -> None:
+def _start_stage_from(
+    module: nn.Module,
+    stage: str,
+    init_dir: Path,
+    run_dir: Path,
+    *,
+    strict: bool = True,
+    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> None:
     """Start ``stage`` (a new phase: fresh optimizer and schedule) from ``init_dir/stage`` 's weights, unless
     ``run_dir/stage`` already has a checkpoint to resume. ``run_dir/stage/init.json`` records where the phase
-    started, with that stage's own earlier phases."""
+    started, with that stage's own earlier phases. ``transform`` maps the loaded weights first (LM growth)."""
     stage_dir = run_dir / stage
     if (stage_dir / "state.json").exists():
         return  # resuming this phase: its own checkpoint wins
-    _load_stage_weights(module, stage, Path(init_dir), strict=strict)
+    _load_stage_weights(module, stage, Path(init_dir), strict=strict, transform=transform)
     stage_dir.mkdir(parents=True, exist_ok=True)
     (stage_dir / "init.json").write_text(json.dumps(_stage_lineage(Path(init_dir), stage)))
 
 
-def _load_stage_weights(module: nn.Module, stage: str, init_dir: Path, *, strict: bool = True) -> None:
+def _load_stage_weights(
+    module: nn.Module,
+    stage: str,
+    init_dir: Path,
+    *,
+    strict: bool = True,
+    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> None:
     """Load ``init_dir/stage/weights.safetensors`` into ``module``; ``InputError`` (naming ``init_dir``) when
     there are none or they do not fit. ``strict=False`` lets the encoder start from weights without probe heads
     (an unpacked checkpoint ships none): the heads then start fresh."""
@@ -240,8 +259,11 @@ def _load_stage_weights(module: nn.Module, stage: str, init_dir: Path, *, strict
     path = init_dir / stage / "weights.safetensors"
     if not path.is_file():
         raise InputError(f"{stage}_init={str(init_dir)!r} has no {stage}/weights.safetensors")
+    state = load_file(str(path))
+    if transform is not None:
+        state = transform(state)
     try:
-        missing, unexpected = module.load_state_dict(load_file(str(path)), strict=False)
+        missing, unexpected = module.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # a tensor of the wrong shape
         raise InputError(f"{stage}_init={str(init_dir)!r}: weights do not fit the {stage}: {exc}") from None
     allowed_missing = () if strict else ("image_head.", "frame_head.")  # probe heads start fresh
@@ -386,7 +408,8 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     else:
         tokenizer = train_tiny_tokenizer(config.seed)
         tokenizer.save_pretrained(tokenizer_dir)
-    model = build_emu_tiny(tokenizer, seed=config.seed)
+    start_layers, layers = _lm_depth(config)
+    model = build_emu_tiny(tokenizer, seed=config.seed, lm_layers=layers)
     model.decoder = None
     model.visual.load_state_dict(load_trained_encoder(config.run_dir).state_dict())
     model.visual.requires_grad_(False)
@@ -394,8 +417,20 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     scale = _embedding_scale(model)
     trainable = nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
     if config.lm_init is not None:
-        _start_stage_from(trainable, "lm", config.lm_init, config.run_dir)
-    recipe = {"lr": config.lm_lr, "batch": config.lm_batch, "rollout": config.lm_rollout, "mixture": weights}
+        grow = (lambda state: grow_layers(state, layers)) if layers != start_layers else None
+        _start_stage_from(trainable, "lm", config.lm_init, config.run_dir, transform=grow)
+    recipe: dict[str, Any] = {
+        "lr": config.lm_lr,
+        "batch": config.lm_batch,
+        "rollout": config.lm_rollout,
+        "mixture": weights,
+    }
+    if layers != start_layers:
+        recipe["grown"] = {"from_layers": start_layers, "to_layers": layers}
+    if (config.run_dir / "lm" / "phase.json").is_file():  # resuming: a grown phase keeps saying so
+        earlier = json.loads((config.run_dir / "lm" / "phase.json").read_text())
+        if "grown" in earlier:
+            recipe["grown"] = earlier["grown"]
     _write_recipe(config.run_dir / "lm", recipe)
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
@@ -416,6 +451,41 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
         warmup=100,
     )
     return dict(result)
+
+
+def _saved_lm_layers(stage_dir: Path) -> int:
+    """The decoder depth of the LM weights in ``stage_dir`` (read from the safetensors header only)."""
+    from safetensors import safe_open
+
+    with safe_open(str(stage_dir / "weights.safetensors"), framework="pt") as handle:
+        return layer_count(dict.fromkeys(handle.keys()))  # type: ignore[arg-type]
+
+
+def _lm_depth(config: TrainConfig) -> tuple[int, int]:
+    """(depth the phase starts from, depth it trains): a resumed phase keeps its own; a phase from ``lm_init``
+    starts at that LM's depth and grows to ``lm_layers`` when that is more. ``InputError`` names a conflict."""
+    from emu_agent.errors import InputError
+    from emu_agent.world.tiny import LM_LAYERS
+
+    own = config.run_dir / "lm"
+    if (own / "state.json").is_file() and (own / "weights.safetensors").is_file():
+        saved = _saved_lm_layers(own)
+        if config.lm_layers is not None and config.lm_layers != saved:
+            raise InputError(
+                f"lm_layers={config.lm_layers}: the phase being resumed in {str(own)!r} has {saved} layers"
+            )
+        init = _saved_lm_layers(Path(config.lm_init) / "lm") if config.lm_init is not None else saved
+        return init, saved
+    if config.lm_init is not None:
+        init_dir = Path(config.lm_init) / "lm"
+        if not (init_dir / "weights.safetensors").is_file():
+            raise InputError(f"lm_init={str(config.lm_init)!r} has no lm/weights.safetensors")
+        start = _saved_lm_layers(init_dir)
+        target = config.lm_layers or start
+        expansion_plan(start, target)  # refuses shrinking, naming both depths
+        return start, target
+    layers = config.lm_layers or LM_LAYERS
+    return layers, layers
 
 
 def _stage_lineage(run_dir: Path, stage: str) -> list[dict[str, Any]]:
@@ -506,9 +576,9 @@ def _assembled_model(run_dir: Path, decoder_dir: str = "decoder") -> Any:
     from emu_agent.model.tokenizer import EmuTokenizer
     from emu_agent.world.tiny import build_emu_tiny
 
-    model = build_emu_tiny(EmuTokenizer.from_pretrained(run_dir / "tokenizer"))
-    model.visual.load_state_dict(load_trained_encoder(run_dir).state_dict())
     lm_state = load_file(str(run_dir / "lm" / "weights.safetensors"))
+    model = build_emu_tiny(EmuTokenizer.from_pretrained(run_dir / "tokenizer"), lm_layers=layer_count(lm_state))
+    model.visual.load_state_dict(load_trained_encoder(run_dir).state_dict())
     for name in ("lm", "project_up", "project_down"):
         part = {k[len(name) + 1 :]: v for k, v in lm_state.items() if k.startswith(name + ".")}
         getattr(model, name).load_state_dict(part)
