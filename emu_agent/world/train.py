@@ -462,7 +462,7 @@ def _saved_lm_layers(stage_dir: Path) -> int:
 
 
 def _lm_depth(config: TrainConfig) -> tuple[int, int]:
-    """(depth the phase starts from, depth it trains): a resumed phase keeps its own; a phase from ``lm_init``
+    """(depth the phase starts from, depth it trains): a resumed phase keeps its own (both); a phase from ``lm_init``
     starts at that LM's depth and grows to ``lm_layers`` when that is more. ``InputError`` names a conflict."""
     from emu_agent.errors import InputError
     from emu_agent.world.tiny import LM_LAYERS
@@ -474,8 +474,7 @@ def _lm_depth(config: TrainConfig) -> tuple[int, int]:
             raise InputError(
                 f"lm_layers={config.lm_layers}: the phase being resumed in {str(own)!r} has {saved} layers"
             )
-        init = _saved_lm_layers(Path(config.lm_init) / "lm") if config.lm_init is not None else saved
-        return init, saved
+        return saved, saved  # its phase.json already says whether it was grown
     if config.lm_init is not None:
         init_dir = Path(config.lm_init) / "lm"
         if not (init_dir / "weights.safetensors").is_file():
