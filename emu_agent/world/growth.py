@@ -13,6 +13,7 @@ through unchanged.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from emu_agent.errors import InputError
@@ -25,9 +26,9 @@ _LAYER_KEY = re.compile(r"^lm\.model\.layers\.(\d+)\.(.+)$")
 ZEROED_OUTPUTS = ("self_attn.o_proj.weight", "mlp.down_proj.weight")  # (hidden, *): the block's writes
 
 
-def layer_count(state: dict[str, torch.Tensor]) -> int:
-    """The number of decoder layers in an LM state dict (0 when it holds none)."""
-    indices = {int(match.group(1)) for key in state if (match := _LAYER_KEY.match(key))}
+def layer_count(keys: Iterable[str]) -> int:
+    """The number of decoder layers among an LM state dict's keys (0 when it holds none)."""
+    indices = {int(match.group(1)) for key in keys if (match := _LAYER_KEY.match(key))}
     if indices and indices != set(range(len(indices))):
         raise InputError(f"LM weights have non-contiguous layers {sorted(indices)}")
     return len(indices)

@@ -427,8 +427,9 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     }
     if layers != start_layers:
         recipe["grown"] = {"from_layers": start_layers, "to_layers": layers}
-    if (config.run_dir / "lm" / "phase.json").is_file():  # resuming: a grown phase keeps saying so
-        earlier = json.loads((config.run_dir / "lm" / "phase.json").read_text())
+    elif (config.run_dir / "lm" / "state.json").is_file():  # resuming: a grown phase keeps saying so
+        earlier_recipe = config.run_dir / "lm" / "phase.json"
+        earlier = json.loads(earlier_recipe.read_text()) if earlier_recipe.is_file() else {}
         if "grown" in earlier:
             recipe["grown"] = earlier["grown"]
     _write_recipe(config.run_dir / "lm", recipe)
@@ -458,7 +459,7 @@ def _saved_lm_layers(stage_dir: Path) -> int:
     from safetensors import safe_open
 
     with safe_open(str(stage_dir / "weights.safetensors"), framework="pt") as handle:
-        return layer_count(dict.fromkeys(handle.keys()))  # type: ignore[arg-type]
+        return layer_count(handle.keys())
 
 
 def _lm_depth(config: TrainConfig) -> tuple[int, int]:
