@@ -26,6 +26,12 @@ def add_train_command(subparsers: Any) -> None:
         help="fraction of encoder images shown in grayscale (colour targets ignored): shape read apart from colour",
     )
     parser.add_argument(
+        "--encoder-off-palette",
+        type=float,
+        default=0.0,
+        help="fraction of encoder images painted in colours the world never names (colour targets ignored)",
+    )
+    parser.add_argument(
         "--encoder-init", type=Path, help="start the encoder from this run dir's encoder/ (a new phase: fresh schedule)"
     )
     parser.add_argument("--decoder-steps", type=int, default=1500)
@@ -92,6 +98,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         encoder_steps=args.encoder_steps,
         encoder_grayscale=args.encoder_grayscale,
+        encoder_off_palette=args.encoder_off_palette,
         encoder_init=args.encoder_init,
         decoder_init=args.decoder_init,
         decoder_steps=args.decoder_steps,

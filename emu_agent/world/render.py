@@ -24,9 +24,11 @@ from emu_agent.world.scene import Scene, SceneObject
 from emu_agent.world.vocab import BACKGROUNDS, CANVAS_SIZE, COLOURS, cell_center
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Mapping, MutableMapping
 
-__all__ = ["RENDER_STYLES", "Look", "RenderStyle", "carry_look", "render_scene"]
+__all__ = ["RENDER_STYLES", "RGB", "Look", "RenderStyle", "carry_look", "off_palette", "render_scene"]
+
+RGB = tuple[int, int, int]
 
 RenderStyle = Literal["train", "alt"]
 
@@ -70,16 +72,18 @@ def _sample_look(rng: random.Random, spec: _StyleSpec) -> Look:
     )
 
 
-def _fill(obj: SceneObject, look: Look) -> tuple[int, int, int]:
-    base = COLOURS[obj.colour]
+def _fill(obj: SceneObject, look: Look, palette: Mapping[str, RGB] | None = None) -> tuple[int, int, int]:
+    base = palette[obj.colour] if palette is not None else COLOURS[obj.colour]
     return tuple(min(255, max(0, c + d)) for c, d in zip(base, look.shade, strict=True))  # type: ignore[return-value]
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, obj: SceneObject, look: Look, spec: _StyleSpec) -> None:
+def _draw_object(
+    draw: ImageDraw.ImageDraw, obj: SceneObject, look: Look, spec: _StyleSpec, palette: Mapping[str, RGB] | None
+) -> None:
     k = spec.supersample
     cx, cy = cell_center(obj.cell)
     cx, cy, r = (cx + look.dx) * k, (cy + look.dy) * k, look.radius * k
-    fill = _fill(obj, look)
+    fill = _fill(obj, look, palette)
     if obj.shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif obj.shape == "square":
@@ -103,11 +107,13 @@ def render_scene(
     *,
     style: RenderStyle = "train",
     looks: MutableMapping[tuple[str, str], Look] | None = None,
+    palette: Mapping[str, RGB] | None = None,
 ) -> Image.Image:
     """Draw ``scene`` as a 64x64 RGB image.
 
     ``looks`` (optional) maps (colour, shape) to a :class:`Look`; missing entries are sampled and stored, present
-    ones reused, so a video keeps each object's size, offset and shade across frames.
+    ones reused, so a video keeps each object's size, offset and shade across frames. ``palette`` (optional) maps
+    every colour name to the RGB to paint it with instead of its own (see :func:`off_palette`).
     """
     spec = RENDER_STYLES.get(style)
     if spec is None:
@@ -122,10 +128,26 @@ def render_scene(
             look = _sample_look(rng, spec)
             if looks is not None:
                 looks[key] = look
-        _draw_object(draw, obj, look, spec)
+        _draw_object(draw, obj, look, spec, palette)
     if spec.supersample > 1:
         image = image.reduce(spec.supersample)
     return _add_noise(image, rng, spec.noise)
+
+
+def off_palette(rng: random.Random, min_distance: float = 90.0) -> dict[str, RGB]:
+    """A palette that paints each colour name in a random RGB at least ``min_distance`` (Euclidean, 0-255) from
+    every vocabulary colour and background, so an image drawn with it shows the world's shapes and cells in
+    colours the world never names. The encoder trains on such images with their colour targets ignored, which
+    teaches it to read a shape apart from its colour without ever showing a held-out (colour, shape, cell)."""
+    named = [*COLOURS.values(), *BACKGROUNDS.values()]
+    palette: dict[str, RGB] = {}
+    for name in COLOURS:
+        while True:  # about half of random RGBs qualify at the default distance
+            rgb = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+            if min(sum((a - b) ** 2 for a, b in zip(rgb, c, strict=True)) for c in named) >= min_distance**2:
+                palette[name] = rgb
+                break
+    return palette
 
 
 def _add_noise(image: Image.Image, rng: random.Random, sigma: float) -> Image.Image:

@@ -30,7 +30,7 @@ from torch import nn
 
 from emu_agent.model.visual import EvaVisionTransformer, pool_visual_tokens, preprocess_images
 from emu_agent.world.growth import expansion_plan, grow_layers, layer_count
-from emu_agent.world.render import render_scene
+from emu_agent.world.render import off_palette, render_scene
 from emu_agent.world.scene import Scene, is_heldout_triple, sample_scene
 from emu_agent.world.stages import run_stage, step_rng
 from emu_agent.world.tiny import _vision
@@ -51,6 +51,8 @@ class TrainConfig(BaseModel):
     encoder_lr: float = 1e-3
     # fraction of encoder images shown in grayscale, colour targets ignored: shape read apart from colour
     encoder_grayscale: float = Field(0.0, ge=0.0, le=1.0)
+    # fraction of encoder images painted in off-vocabulary colours (render.off_palette), colour targets ignored
+    encoder_off_palette: float = Field(0.0, ge=0.0, le=1.0)
     encoder_init: Path | None = None  # start the encoder from this run dir's encoder/ (a new phase)
     decoder_steps: int = 1500
     decoder_batch: int = 16
@@ -168,6 +170,19 @@ def scene_batch(rng: random.Random, batch: int, style: str = "train") -> tuple[l
     return scenes, [render_scene(s, rng, style=style) for s in scenes]  # type: ignore[arg-type]
 
 
+def off_palette_batch(rng: random.Random, batch: int, fraction: float) -> tuple[list[Scene], list[Any], torch.Tensor]:
+    """Like :func:`scene_batch`, with a random ``fraction`` of the scenes painted with an :func:`off_palette`;
+    also returns which images show the vocabulary's colours (B,) bool. At ``fraction`` 0 it draws exactly
+    :func:`scene_batch`'s batch, so runs made before the option existed stay reproducible."""
+    if fraction <= 0:
+        scenes, images = scene_batch(rng, batch)
+        return scenes, images, torch.ones(batch, dtype=torch.bool)
+    scenes = [sample_scene(rng, split="train") for _ in range(batch)]
+    palettes = [off_palette(rng) if rng.random() < fraction else None for _ in scenes]
+    images = [render_scene(s, rng, palette=p) for s, p in zip(scenes, palettes, strict=True)]
+    return scenes, images, torch.tensor([p is None for p in palettes])
+
+
 def train_encoder(config: TrainConfig) -> dict[str, Any]:
     """Stage 1. Writes ``run_dir/encoder/weights.safetensors`` (probe included)."""
     torch.manual_seed(config.seed)
@@ -176,12 +191,15 @@ def train_encoder(config: TrainConfig) -> dict[str, Any]:
     if config.encoder_init is not None:
         _start_stage_from(probe, "encoder", config.encoder_init, config.run_dir, strict=False)
     recipe = {"lr": config.encoder_lr, "batch": config.encoder_batch, "grayscale": config.encoder_grayscale}
+    if config.encoder_off_palette > 0:
+        recipe["off_palette"] = config.encoder_off_palette
     _write_recipe(config.run_dir / "encoder", recipe)
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(config.seed, "encoder", step)
-        scenes, images = scene_batch(rng, config.encoder_batch)
-        images, colour_known = _grayscale(images, rng, config.encoder_grayscale)
+        scenes, images, in_palette = off_palette_batch(rng, config.encoder_batch, config.encoder_off_palette)
+        images, kept_colour = _grayscale(images, rng, config.encoder_grayscale)
+        colour_known = in_palette & kept_colour
         targets = torch.stack([_attribute_targets(s) for s in scenes])
         image_logits, frame_logits = probe(preprocess_images(images, size))
         return {

@@ -30,6 +30,7 @@ def trained(tmp_path_factory):
         encoder_steps=3,
         encoder_batch=4,
         encoder_grayscale=0.5,
+        encoder_off_palette=0.5,
         decoder_steps=2,
         decoder_batch=2,
         lm_steps=3,
@@ -53,6 +54,50 @@ def test_stages_run_and_record_their_steps(trained):
         assert 0.0 <= results["encoder"][key] <= 1.0  # the probe's reads, held-out compositions apart
     assert torch.isfinite(torch.tensor(results["lm"]["text"]))
     assert 0.0 <= results["decoder_ft"]["reconstruction_ok"] <= 1.0
+
+
+def _distance(a, b) -> float:
+    return sum((x - y) ** 2 for x, y in zip(a, b, strict=True)) ** 0.5
+
+
+def test_off_palette_paints_shapes_in_colours_the_world_never_names():
+    from emu_agent.world.render import off_palette, render_scene
+    from emu_agent.world.scene import Scene, SceneObject
+    from emu_agent.world.vocab import BACKGROUNDS, COLOURS
+
+    named = [*COLOURS.values(), *BACKGROUNDS.values()]
+    palettes = [off_palette(random.Random(seed)) for seed in range(50)]
+    assert all(set(p) == set(COLOURS) for p in palettes)
+    assert min(_distance(rgb, c) for p in palettes for rgb in p.values() for c in named) >= 90
+    assert len({p["red"] for p in palettes}) == 50  # random, not one fixed substitute
+    assert off_palette(random.Random(7)) == off_palette(random.Random(7))  # deterministic by seed
+
+    scene = Scene((SceneObject("red", "square", "center"),), "white")
+    palette = off_palette(random.Random(1))
+    plain = render_scene(scene, random.Random(0))
+    painted = render_scene(scene, random.Random(0), palette=palette)  # same look and noise, other paint
+    centre = painted.getpixel((32, 32))
+    assert _distance(centre, palette["red"]) < 40  # shade jitter (±12 a channel) and noise (sigma 4)
+    assert _distance(centre, COLOURS["red"]) > 60 and _distance(plain.getpixel((32, 32)), COLOURS["red"]) < 40
+    assert painted.getpixel((2, 2)) == plain.getpixel((2, 2))  # the background is untouched
+
+
+def test_off_palette_batch_marks_what_it_repainted():
+    from emu_agent.world.train import off_palette_batch, scene_batch
+    from emu_agent.world.vocab import COLOURS, cell_center
+
+    scenes, images, in_palette = off_palette_batch(random.Random(5), 8, 0.0)
+    same_scenes, same_images = scene_batch(random.Random(5), 8)  # fraction 0 draws scene_batch's batch exactly
+    assert scenes == same_scenes and [i.tobytes() for i in images] == [i.tobytes() for i in same_images]
+    assert in_palette.all()
+    scenes, images, in_palette = off_palette_batch(random.Random(5), 8, 1.0)
+    assert not in_palette.any()
+    for scene, image in zip(scenes, images, strict=True):
+        for obj in scene.objects:  # every object's centre is far from its named colour
+            x, y = cell_center(obj.cell)
+            assert _distance(image.getpixel((int(x), int(y))), COLOURS[obj.colour]) > 50, obj
+    _, _, mixed = off_palette_batch(random.Random(5), 200, 0.4)
+    assert 50 <= int((~mixed).sum()) <= 110  # about 80 of 200
 
 
 def test_grayscale_augmentation_drops_colour_and_its_targets():
@@ -190,6 +235,7 @@ def test_encoder_and_decoder_phases_start_from_another_runs_weights(trained, tmp
         assert lineage[:-1] == init and lineage[-1]["run_dir"] == str(phase.run_dir)
         assert lineage[-1]["steps"] == 1 and lineage[-1]["lr"] == 0.0
     assert _stage_lineage(phase.run_dir, "encoder")[0]["grayscale"] == 0.5  # the fixture's recipe
+    assert _stage_lineage(phase.run_dir, "encoder")[0]["off_palette"] == 0.5
 
     headless = tmp_path / "headless" / "encoder"  # as unpack_checkpoint writes it: visual.* only
     headless.mkdir(parents=True)
