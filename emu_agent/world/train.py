@@ -418,14 +418,7 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     from emu_agent.world.mixture import DEFAULT_MIXTURE, check_mixture, sample_training_example
     from emu_agent.world.tiny import build_emu_tiny, train_tiny_tokenizer
 
-    tokenizer_dir = config.run_dir / "tokenizer"
-    if (tokenizer_dir / "emu_tokenizer.json").exists():
-        from emu_agent.model.tokenizer import EmuTokenizer
-
-        tokenizer = EmuTokenizer.from_pretrained(tokenizer_dir)
-    else:
-        tokenizer = train_tiny_tokenizer(config.seed)
-        tokenizer.save_pretrained(tokenizer_dir)
+    tokenizer = _lm_tokenizer(config, train_tiny_tokenizer)
     start_layers, layers = _lm_depth(config)
     model = build_emu_tiny(tokenizer, seed=config.seed, lm_layers=layers)
     model.decoder = None
@@ -470,6 +463,39 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
         warmup=100,
     )
     return dict(result)
+
+
+def _lm_tokenizer(config: TrainConfig, train_new: Callable[[int], Any]) -> Any:
+    """The LM phase's tokenizer, kept in ``run_dir/tokenizer``: the run dir's own; else the one ``lm_init``'s LM
+    was trained with (``lm_init/tokenizer``), since an LM's embeddings index its tokenizer's vocabulary; else a
+    new one trained on the world's text by ``train_new(seed)``. ``InputError`` when ``lm_init``'s LM and the
+    tokenizer disagree on the vocabulary size (say a run dir whose tokenizer was trained anew)."""
+    from safetensors import safe_open
+
+    from emu_agent.errors import InputError
+    from emu_agent.model.tokenizer import EmuTokenizer
+
+    own = config.run_dir / "tokenizer"
+    inherited = config.lm_init / "tokenizer" if config.lm_init is not None else None
+    if (own / "emu_tokenizer.json").exists():
+        tokenizer = EmuTokenizer.from_pretrained(own)
+    elif inherited is not None and (inherited / "emu_tokenizer.json").exists():
+        tokenizer = EmuTokenizer.from_pretrained(inherited)
+        tokenizer.save_pretrained(own)
+    else:
+        tokenizer = train_new(config.seed)
+        tokenizer.save_pretrained(own)
+    init_weights = config.lm_init / "lm" / "weights.safetensors" if config.lm_init is not None else None
+    if init_weights is not None and init_weights.is_file():
+        with safe_open(str(init_weights), framework="pt") as handle:
+            vocab = handle.get_slice("lm.model.embed_tokens.weight").get_shape()[0]
+        if vocab != len(tokenizer):
+            raise InputError(
+                f"train-tiny: the LM at lm_init={str(config.lm_init)!r} has a vocabulary of {vocab} tokens, but the "
+                f"tokenizer in {str(own)!r} has {len(tokenizer)}; copy the tokenizer that LM was trained with "
+                f"into {str(own)!r}"
+            )
+    return tokenizer
 
 
 def _saved_lm_layers(stage_dir: Path) -> int:

@@ -23,7 +23,7 @@ def unpack_checkpoint(checkpoint: str | Path, run_dir: str | Path) -> dict[str, 
     """Write ``checkpoint``'s parts (``"emu-tiny"`` or a ``save_pretrained`` folder) into ``run_dir``.
 
     Writes ``encoder/``, ``decoder/`` and ``tokenizer/`` as finished stages, and ``run_dir/checkpoint-lm/lm/``
-    as the LM to start a new phase from (pass ``run_dir / "checkpoint-lm"`` as ``lm_init``). Returns
+    as the LM to start a new phase from, with its tokenizer (pass ``run_dir / "checkpoint-lm"`` as ``lm_init``). Returns
     ``{"lm_init": path, "steps": {...}, "lm_phases": n}``. Refuses (``InputError``) a ``run_dir`` that
     already holds trained stages, so nothing trained is overwritten.
     """
@@ -61,6 +61,7 @@ def unpack_checkpoint(checkpoint: str | Path, run_dir: str | Path) -> dict[str, 
         **_prefixed("project_down", model.project_down.state_dict()),
     }
     lm_run = run_dir / "checkpoint-lm"
+    model.tokenizer.save_pretrained(lm_run / "tokenizer")  # an LM's vocabulary is its tokenizer's: they travel together
     phases = list(info.get("lm_phases") or [{"run_dir": str(checkpoint), "steps": steps.get("lm")}])
     write_stage(lm_run / "lm", lm_state, int(phases[-1].get("steps") or 0))
     (lm_run / "lm" / "lineage.json").write_text(json.dumps(phases))  # the whole lineage, as shipped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from safetensors.torch import load_file
@@ -92,3 +93,30 @@ def test_an_unpacked_stage_cannot_be_resumed(tmp_path) -> None:
     unpack_checkpoint("emu-tiny", run)
     with pytest.raises(InputError, match="without optimizer state"):
         train_decoder(TrainConfig(run_dir=run, decoder_steps=10_000, progress=False))
+
+
+def test_an_lm_phase_takes_the_tokenizer_its_init_lm_was_trained_with(tmp_path) -> None:
+    from emu_agent.model.tokenizer import EmuTokenizer
+    from emu_agent.world.tiny import TOOL_TOKENS
+
+    shipped = EmuTokenizer.from_pretrained(TINY)
+    run = tmp_path / "run"
+    lm_init = unpack_checkpoint("emu-tiny", run)["lm_init"]
+    text = "[USER]: what colour is the red circle? [ASSISTANT]: red"
+
+    # a run dir holding only a new encoder (as an encoder phase leaves it) and no tokenizer: the LM phase must not
+    # train a fresh tokenizer (whose vocabulary would not match the LM's embeddings) but take lm_init's
+    fresh = tmp_path / "fresh"
+    shutil.copytree(run / "encoder", fresh / "encoder")
+    train_lm(TrainConfig(run_dir=fresh, lm_init=lm_init, lm_steps=1, lm_batch=2, lm_lr=0.0, progress=False))
+    inherited = EmuTokenizer.from_pretrained(fresh / "tokenizer")
+    assert len(inherited) == len(shipped) and inherited.encode(text) == shipped.encode(text)
+
+    # a tokenizer that disagrees with the LM's vocabulary is refused by name, before anything is trained
+    other = tmp_path / "other"
+    shutil.copytree(run / "encoder", other / "encoder")
+    small = EmuTokenizer.train(["a red circle"] * 4, vocab_size=300, instruct=True, extra_special_tokens=TOOL_TOKENS)
+    small.save_pretrained(other / "tokenizer")
+    with pytest.raises(InputError, match=f"vocabulary of {len(shipped)} tokens.*has {len(small)}"):
+        train_lm(TrainConfig(run_dir=other, lm_init=lm_init, lm_steps=1, lm_batch=2, progress=False))
+    assert not (other / "lm").exists()
