@@ -72,7 +72,7 @@ def _sample_look(rng: random.Random, spec: _StyleSpec) -> Look:
     )
 
 
-def _fill(obj: SceneObject, look: Look, palette: Mapping[str, RGB] | None = None) -> tuple[int, int, int]:
+def _fill(obj: SceneObject, look: Look, palette: Mapping[str, RGB] | None = None) -> RGB:
     base = palette[obj.colour] if palette is not None else COLOURS[obj.colour]
     return tuple(min(255, max(0, c + d)) for c, d in zip(base, look.shade, strict=True))  # type: ignore[return-value]
 

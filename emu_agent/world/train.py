@@ -416,9 +416,9 @@ def train_decoder(config: TrainConfig) -> dict[str, Any]:
 def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> dict[str, Any]:
     """Stage 3. Writes ``run_dir/lm/weights.safetensors`` (LLaMA + projections) and the tokenizer."""
     from emu_agent.world.mixture import DEFAULT_MIXTURE, check_mixture, sample_training_example
-    from emu_agent.world.tiny import build_emu_tiny, train_tiny_tokenizer
+    from emu_agent.world.tiny import build_emu_tiny
 
-    tokenizer = _lm_tokenizer(config, train_tiny_tokenizer)
+    tokenizer = _lm_tokenizer(config)
     start_layers, layers = _lm_depth(config)
     model = build_emu_tiny(tokenizer, seed=config.seed, lm_layers=layers)
     model.decoder = None
@@ -465,15 +465,16 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     return dict(result)
 
 
-def _lm_tokenizer(config: TrainConfig, train_new: Callable[[int], Any]) -> Any:
+def _lm_tokenizer(config: TrainConfig) -> Any:
     """The LM phase's tokenizer, kept in ``run_dir/tokenizer``: the run dir's own; else the one ``lm_init``'s LM
     was trained with (``lm_init/tokenizer``), since an LM's embeddings index its tokenizer's vocabulary; else a
-    new one trained on the world's text by ``train_new(seed)``. ``InputError`` when ``lm_init``'s LM and the
+    new one trained on the world's text. ``InputError`` when ``lm_init``'s LM and the
     tokenizer disagree on the vocabulary size (say a run dir whose tokenizer was trained anew)."""
     from safetensors import safe_open
 
     from emu_agent.errors import InputError
     from emu_agent.model.tokenizer import EmuTokenizer
+    from emu_agent.world.tiny import train_tiny_tokenizer
 
     own = config.run_dir / "tokenizer"
     inherited = config.lm_init / "tokenizer" if config.lm_init is not None else None
@@ -483,7 +484,7 @@ def _lm_tokenizer(config: TrainConfig, train_new: Callable[[int], Any]) -> Any:
         tokenizer = EmuTokenizer.from_pretrained(inherited)
         tokenizer.save_pretrained(own)
     else:
-        tokenizer = train_new(config.seed)
+        tokenizer = train_tiny_tokenizer(config.seed)
         tokenizer.save_pretrained(own)
     init_weights = config.lm_init / "lm" / "weights.safetensors" if config.lm_init is not None else None
     if init_weights is not None and init_weights.is_file():
