@@ -154,6 +154,20 @@ def _mean(values: Sequence[bool]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+_KIND_KEYS = {"edit": "kind", "video_qa": "question"}  # the meta entry that names an example's kind
+
+
+def _by_kind(task: str, examples: Sequence[Any], results: Sequence[bool]) -> dict[str, tuple[int, int]]:
+    key = _KIND_KEYS.get(task)
+    if key is None:
+        return {}
+    tally: dict[str, tuple[int, int]] = {}
+    for ex, ok in zip(examples, results, strict=True):
+        right, n = tally.get(str(ex.meta[key]), (0, 0))
+        tally[str(ex.meta[key])] = (right + ok, n + 1)
+    return tally
+
+
 def _row(task: str, examples: Sequence[Any], results: Sequence[bool]) -> TaskScore:
     heldout = [ok for ex, ok in zip(examples, results, strict=True) if ex.meta.get("heldout")]
     paraphrase = [ok for ex, ok in zip(examples, results, strict=True) if ex.meta.get("template_split") == "eval"]
@@ -166,6 +180,7 @@ def _row(task: str, examples: Sequence[Any], results: Sequence[bool]) -> TaskSco
         paraphrase_n=len(paraphrase),
         paraphrase_score=_mean(paraphrase),
         target=TARGETS.get(task),
+        by_kind=_by_kind(task, examples, results),
     )
 
 

@@ -20,7 +20,9 @@ __all__ = ["EvalReport", "EvalSample", "TaskScore"]
 @dataclass
 class TaskScore:
     """One row: a task's score over ``n`` examples, its held-out-composition score, its score on eval-only
-    phrasings, its score on the second renderer (caption and VQA), and the target it should reach."""
+    phrasings, its score on the second renderer (caption and VQA), and the target it should reach. ``by_kind``
+    splits the score by the kind of request where a task has kinds (edit: recolour, move, remove, add; video
+    QA: the question asked)."""
 
     task: str
     n: int
@@ -33,6 +35,7 @@ class TaskScore:
     alt_score: float | None = None  # inputs drawn by the "alt" renderer
     target: float | None = None
     note: str = ""
+    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (right, n), e.g. edit by edit kind
 
     @property
     def passed(self) -> bool | None:
@@ -92,6 +95,13 @@ class EvalReport:
                 f"| {_pct(r.alt_score)}{f' (n={r.alt_n})' if r.alt_n else ''} | {_pct(r.target)} | {mark} |"
                 + (f" {r.note}" if r.note else "")
             )
+        kinds = [r for r in self.rows if r.by_kind]
+        if kinds:
+            lines += ["", "By kind (right / n):", ""]
+            lines += [
+                f"- {r.task}: " + ", ".join(f"{kind} {ok}/{n}" for kind, (ok, n) in sorted(r.by_kind.items()))
+                for r in kinds
+            ]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:

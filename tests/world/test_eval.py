@@ -79,6 +79,26 @@ def test_oracle_scores_one_everywhere(tmp_path) -> None:
     assert "| caption | 6 | 100.0%" in (tmp_path / "report.md").read_text()
 
 
+def test_edit_and_video_rows_are_split_by_kind(tmp_path) -> None:
+    """A model that fails every recolour shows it in the edit row's ``by_kind``, and the report lists it."""
+    oracle = OracleModel(seed=5, limit=24)
+    for ex in draw_examples("edit", seed=5, limit=24):
+        if ex.meta["kind"] == "recolour":
+            oracle.answers[_key(ex.prompt)] = Image.new("RGB", (64, 64), (255, 255, 255))
+    report = evaluate(oracle, seed=5, limit=24, tasks=["edit", "video_qa", "caption"], progress=False)
+    edit = report.row("edit").by_kind
+    assert set(edit) == {"recolour", "move", "remove", "add"}, edit
+    assert edit["recolour"][0] == 0 < edit["recolour"][1]
+    assert all(ok == n > 0 for kind, (ok, n) in edit.items() if kind != "recolour")
+    assert sum(n for _, n in edit.values()) == 24 and report.row("edit").score == pytest.approx(1 - edit["recolour"][1] / 24)
+    video = report.row("video_qa").by_kind
+    assert len(video) >= 3 and all(ok == n for ok, n in video.values()) and sum(n for _, n in video.values()) == 24
+    assert report.row("caption").by_kind == {}
+    report.write(tmp_path)
+    assert f"- edit: add {edit['add'][0]}/{edit['add'][1]}, move" in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["rows"][0]["by_kind"]["recolour"][0] == 0
+
+
 def test_wrong_model_scores_zero() -> None:
     report = evaluate(OracleModel(seed=0, limit=3, wrong=True), seed=0, limit=3, progress=False)
     assert all(r.score == 0.0 and r.passed is False for r in report.rows)

@@ -48,6 +48,20 @@ def test_exists_hard_needs_colour_and_shape_bound_to_one_object() -> None:
         assert any((o.colour == colour) != (o.shape == shape) for o in objects)  # a near miss is in the picture
 
 
+def test_edit_hard_draws_recolours_and_removals_that_the_target_image_shows() -> None:
+    from emu_agent.world.checker import check_image
+    from emu_agent.world.edits import apply_edit
+
+    rng = random.Random(2)
+    examples = [sample_training_example(rng, {"edit_hard": 1.0}) for _ in range(60)]
+    kinds = Counter(e.meta["kind"] for e in examples)
+    assert set(kinds) == {"recolour", "remove"} and 0.6 <= kinds["recolour"] / len(examples) <= 0.9, kinds
+    for e in examples:
+        assert e.task == "edit" and e.meta["template_split"] == "train"
+        assert apply_edit(e.meta["source_scene"], e.meta["edit"]) == e.target_scene
+        assert check_image(e.target, e.target_scene).ok  # the target image really shows the edited scene
+
+
 def test_unknown_or_negative_mixture_names_are_refused() -> None:
     assert check_mixture(DEFAULT_MIXTURE) is DEFAULT_MIXTURE
     with pytest.raises(InputError, match="counting"):
