@@ -90,7 +90,8 @@ def test_edit_and_video_rows_are_split_by_kind(tmp_path) -> None:
     assert set(edit) == {"recolour", "move", "remove", "add"}, edit
     assert edit["recolour"][0] == 0 < edit["recolour"][1]
     assert all(ok == n > 0 for kind, (ok, n) in edit.items() if kind != "recolour")
-    assert sum(n for _, n in edit.values()) == 24 and report.row("edit").score == pytest.approx(1 - edit["recolour"][1] / 24)
+    assert sum(n for _, n in edit.values()) == 24
+    assert report.row("edit").score == pytest.approx(1 - edit["recolour"][1] / 24)
     video = report.row("video_qa").by_kind
     assert len(video) >= 3 and all(ok == n for ok, n in video.values()) and sum(n for _, n in video.values()) == 24
     assert report.row("caption").by_kind == {}
