@@ -149,7 +149,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _unpack_for_training(args: argparse.Namespace) -> None:
     """``--from-checkpoint``: unpack into ``--run-dir`` (once) and start the LM phase from the checkpoint's LM."""
     from emu_agent.errors import InputError
-    from emu_agent.world.unpack import unpack_checkpoint, unpacked_from
+    from emu_agent.world.unpack import checkpoint_fingerprint, unpack_checkpoint, unpacked_fingerprint, unpacked_from
 
     if args.stage in ("encoder", "decoder"):
         raise InputError(
@@ -164,6 +164,13 @@ def _unpack_for_training(args: argparse.Namespace) -> None:
             f"train-tiny: --run-dir {str(args.run_dir)!r} was unpacked from {earlier!r}, not "
             f"--from-checkpoint {str(args.from_checkpoint)!r}; use a new run dir"
         )
+    else:  # the same name: it must still be the same weights (an installed "emu-tiny" changes between builds)
+        recorded, current = unpacked_fingerprint(args.run_dir / "encoder"), checkpoint_fingerprint(args.from_checkpoint)
+        if recorded != current:
+            raise InputError(
+                f"train-tiny: --run-dir {str(args.run_dir)!r} was unpacked from {earlier!r} with weights sha256 "
+                f"{(recorded or 'unrecorded')[:12]}, but {earlier!r} now has {current[:12]}; use a new run dir"
+            )
     if args.lm_init is None:
         args.lm_init = args.run_dir / "checkpoint-lm"
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["is_unpacked", "unpack_checkpoint", "unpacked_from"]
+__all__ = ["checkpoint_fingerprint", "is_unpacked", "unpack_checkpoint", "unpacked_fingerprint", "unpacked_from"]
 
 _UNPACKED = "unpacked.json"  # marks a stage restored from a checkpoint (weights only, no optimizer state)
 
@@ -42,12 +42,13 @@ def unpack_checkpoint(checkpoint: str | Path, run_dir: str | Path) -> dict[str, 
         raise InputError(f"checkpoint={str(checkpoint)!r} has no decoder: emu-tiny training needs all its parts")
     info = _training_info(checkpoint)
     steps = info.get("steps", {})
+    fingerprint = checkpoint_fingerprint(checkpoint)
 
     def write_stage(stage_dir: Path, state: dict[str, torch.Tensor], step: int) -> None:
         stage_dir.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous() for k, v in state.items()}, str(stage_dir / "weights.safetensors"))
         (stage_dir / "state.json").write_text(json.dumps({"step": step, "log": []}))
-        (stage_dir / _UNPACKED).write_text(json.dumps({"checkpoint": str(checkpoint)}))
+        (stage_dir / _UNPACKED).write_text(json.dumps({"checkpoint": str(checkpoint), "sha256": fingerprint}))
 
     model.tokenizer.save_pretrained(run_dir / "tokenizer")
     write_stage(run_dir / "encoder", _prefixed("visual", model.visual.state_dict()), int(steps.get("encoder", 0)))
@@ -78,6 +79,30 @@ def _training_info(checkpoint: str | Path) -> dict[str, Any]:
 
     path = checkpoint_dir(checkpoint) / "training.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def checkpoint_fingerprint(checkpoint: str | Path) -> str:
+    """SHA-256 over a checkpoint's weight files (names and bytes), so a name such as ``"emu-tiny"``, which
+    points at whatever build is installed, can be told apart from the checkpoint a run dir was unpacked from."""
+    import hashlib
+
+    from emu_agent.model.loading import checkpoint_dir
+
+    root = checkpoint_dir(checkpoint)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.safetensors")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def unpacked_fingerprint(stage_dir: Path) -> str | None:
+    """The :func:`checkpoint_fingerprint` recorded when ``stage_dir`` was unpacked (None if not unpacked, or
+    unpacked before fingerprints were recorded)."""
+    marker = Path(stage_dir) / _UNPACKED
+    return json.loads(marker.read_text()).get("sha256") if marker.is_file() else None
 
 
 def unpacked_from(stage_dir: Path) -> str | None:

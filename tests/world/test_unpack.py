@@ -86,6 +86,28 @@ def test_train_tiny_from_checkpoint_on_the_command_line(tmp_path, capsys) -> Non
     assert out["error"] == "InputError" and "other-checkpoint" in out["message"] and "emu-tiny" in out["message"]
 
 
+def test_a_run_dir_unpacked_from_other_weights_under_the_same_name_is_refused(tmp_path, capsys) -> None:
+    """A run dir unpacked from a folder whose weights have changed since (as an installed "emu-tiny" changes
+    between builds) must not quietly go on from the old weights."""
+    from safetensors.torch import save_file
+
+    from emu_agent.world.unpack import checkpoint_fingerprint, unpacked_fingerprint
+
+    checkpoint, run = tmp_path / "ckpt", tmp_path / "run"
+    shutil.copytree(TINY, checkpoint)
+    unpack_checkpoint(str(checkpoint), run)
+    assert unpacked_fingerprint(run / "encoder") == checkpoint_fingerprint(checkpoint)
+    weights = _tensors(checkpoint)
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1.0
+    save_file(weights, str(checkpoint / "model.safetensors"))  # a new build under the same path
+    argv = ["train-tiny", "--run-dir", str(run), "--from-checkpoint", str(checkpoint), "--lm-steps", "1", "--json"]
+    assert main(argv) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"] == "InputError" and "now has" in out["message"] and str(checkpoint) in out["message"]
+    assert not (run / "lm").exists()  # nothing was trained from the stale weights
+
+
 def test_an_unpacked_stage_cannot_be_resumed(tmp_path) -> None:
     from emu_agent.world.train import train_decoder
 
