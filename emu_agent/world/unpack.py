@@ -98,17 +98,22 @@ def checkpoint_fingerprint(checkpoint: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _marker(stage_dir: Path) -> dict[str, Any]:
+    """What :func:`unpack_checkpoint` recorded in ``stage_dir`` (``{}`` if it was not unpacked)."""
+    marker = Path(stage_dir) / _UNPACKED
+    return json.loads(marker.read_text()) if marker.is_file() else {}
+
+
 def unpacked_fingerprint(stage_dir: Path) -> str | None:
     """The :func:`checkpoint_fingerprint` recorded when ``stage_dir`` was unpacked (None if not unpacked, or
     unpacked before fingerprints were recorded)."""
-    marker = Path(stage_dir) / _UNPACKED
-    return json.loads(marker.read_text()).get("sha256") if marker.is_file() else None
+    return _marker(stage_dir).get("sha256")
 
 
 def unpacked_from(stage_dir: Path) -> str | None:
     """The checkpoint ``stage_dir`` was restored from by :func:`unpack_checkpoint`, or ``None`` if it was not."""
-    marker = Path(stage_dir) / _UNPACKED
-    return str(json.loads(marker.read_text())["checkpoint"]) if marker.is_file() else None
+    checkpoint = _marker(stage_dir).get("checkpoint")
+    return None if checkpoint is None else str(checkpoint)
 
 
 def is_unpacked(stage_dir: Path) -> bool:
