@@ -181,7 +181,12 @@ def add_eval_command(subparsers: Any) -> None:
     parser.add_argument("--model", default="emu-tiny", help="emu-tiny or a checkpoint folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=50, help="examples per task")
-    parser.add_argument("--tasks", nargs="*", help="only these tasks (default: all, plus tool calling)")
+    parser.add_argument(
+        "--tasks",
+        nargs="*",
+        help="only these tasks (default: all, plus 'agent': tool calling, and 'look_first': VQA and counting "
+        "answered after describing the image)",
+    )
     parser.add_argument("--out", type=Path, default=Path("eval-report"), help="report.md, report.json, samples.png")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run_eval)
@@ -192,11 +197,13 @@ def run_eval(args: argparse.Namespace) -> int:
     from emu_agent.model.emu import EmuModel
     from emu_agent.world.agent_eval import score_tool_calls
     from emu_agent.world.eval import evaluate
+    from emu_agent.world.look_first_eval import score_look_first
 
     model = EmuModel.from_pretrained(args.model, dtype="float32", device="cpu")
     tasks = args.tasks or None
-    scorers = {} if tasks and "agent" not in tasks else {"agent": score_tool_calls}
-    world_tasks = [t for t in tasks if t != "agent"] if tasks else None
+    extra = {"agent": score_tool_calls, "look_first": score_look_first}
+    scorers = {name: scorer for name, scorer in extra.items() if not tasks or name in tasks}
+    world_tasks = [t for t in tasks if t not in extra] if tasks else None
     report = evaluate(
         model, seed=args.seed, limit=args.limit, tasks=world_tasks, progress=not args.json, extra_scorers=scorers
     )

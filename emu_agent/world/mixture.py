@@ -12,6 +12,15 @@ glance, so the eval, which draws from the plain generators, is unchanged:
 - ``"edit_hard"``: edits that change an object where it stands: recolours (three in four) and removals. They are
   the edits emu-tiny v9 got wrong most (seed 2026: recolour 50%, removal 67%, against 96-100% for move and
   add). Measured, not in v10's recipe: the recolour misses turned out to be one unseen phrasing (docs/emu-tiny.md).
+
+One more training-only entry teaches the two-turn form of :mod:`emu_agent.model.look_first`:
+
+- ``"look_first"``: a question about one image (where, how many, is there, colour, shape; mostly the first
+  three) asked after a first turn in which the user asks for a description (a trained caption phrasing) and the
+  assistant gives the scene's caption. Only the answer to the question is scored;
+- ``"look_first_blind"``: the same, with the image replaced by an empty canvas of the scene's background, so
+  the answer can only come from the description (a model that already answers most questions from the image
+  otherwise has little reason to learn to read what it wrote).
 """
 
 from __future__ import annotations
@@ -21,10 +30,19 @@ import re
 
 from emu_agent.errors import InputError
 from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
+from emu_agent.world.scene import caption
 from emu_agent.world.tasks import TASKS, ImageExample, TextExample, sample_example
-from emu_agent.world.vocab import COLOURS, SHAPES
+from emu_agent.world.templates import pick_template
+from emu_agent.world.vocab import BACKGROUNDS, CANVAS_SIZE, COLOURS, SHAPES
 
-__all__ = ["DEFAULT_MIXTURE", "MIXTURE_NAMES", "check_mixture", "sample_training_example"]
+__all__ = [
+    "DEFAULT_MIXTURE",
+    "LOOK_FIRST_QUESTIONS",
+    "MIXTURE_NAMES",
+    "as_look_first",
+    "check_mixture",
+    "sample_training_example",
+]
 
 DEFAULT_MIXTURE: dict[str, float] = {
     "caption": 0.11,
@@ -40,7 +58,15 @@ DEFAULT_MIXTURE: dict[str, float] = {
     "agent": 0.24,
 }
 _HARD = ("count_hard", "exists_hard", "edit_hard")
-MIXTURE_NAMES: tuple[str, ...] = (*TASKS, "agent", *_HARD)
+MIXTURE_NAMES: tuple[str, ...] = (*TASKS, "agent", *_HARD, "look_first", "look_first_blind")
+#: The questions ``look_first`` asks after the description, by weight (binding questions first).
+LOOK_FIRST_QUESTIONS: dict[str, float] = {
+    "vqa_where": 0.3,
+    "count": 0.3,
+    "exists": 0.25,
+    "vqa_colour": 0.075,
+    "vqa_shape": 0.075,
+}
 _MAX_DRAWS = 200  # rejection sampling bound (a hard case comes up within a few draws)
 _ASKED = re.compile(rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\b")
 
@@ -65,7 +91,38 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
         return rng.choice(dialogue_examples(sample_dialogue(rng)))
     if task in _HARD:
         return _hard_example(task, rng)
+    if task in ("look_first", "look_first_blind"):
+        return _look_first_example(rng, blind=task == "look_first_blind")
     return sample_example(task, rng, split="train")
+
+
+def as_look_first(example: TextExample, description: str, describe_request: str) -> TextExample:
+    """``example`` (one user turn: an image and a question) asked after ``describe_request`` was answered with
+    ``description``; same answer, ``meta["look_first"]`` holds the description."""
+    from emu_agent.model.look_first import look_first_prompt
+
+    turns = example.prompt
+    if not example.chat or len(turns) != 1 or len(turns[0][1]) != 2 or isinstance(turns[0][1][0], str):
+        raise InputError(f"look first: needs one user turn of an image and a question; got {turns!r}")
+    image, question = turns[0][1]
+    prompt = look_first_prompt(image, question, description, describe_request=describe_request)
+    meta = {**example.meta, "look_first": description}
+    return TextExample(example.task, prompt, example.answer, chat=True, meta=meta)
+
+
+def _look_first_example(rng: random.Random, *, blind: bool = False) -> TextExample:
+    names = list(LOOK_FIRST_QUESTIONS)
+    task = rng.choices(names, weights=[LOOK_FIRST_QUESTIONS[n] for n in names])[0]
+    example = sample_example(task, rng, split="train")
+    assert isinstance(example, TextExample)
+    request, _ = pick_template("caption", rng, "train")
+    scene = example.meta["scene"]
+    if blind:  # an empty canvas: the description is the only place the answer can come from
+        from PIL import Image
+
+        empty = Image.new("RGB", (CANVAS_SIZE, CANVAS_SIZE), BACKGROUNDS[scene.background])
+        example = TextExample(example.task, [("user", [empty, _question(example)])], example.answer, meta=example.meta)
+    return as_look_first(example, caption(scene), request)
 
 
 def _hard_example(task: str, rng: random.Random) -> TextExample | ImageExample:

@@ -23,11 +23,12 @@ def test_train_tiny_then_eval_from_the_command_line(tmp_path, capsys) -> None:
     assert training["lm_phases"][-1]["rollout"] == 0.5
 
     report_dir = tmp_path / "report"
-    argv = ["eval", "--model", str(model), "--limit", "1", "--tasks", "caption", "t2i", "agent"]
+    argv = ["eval", "--model", str(model), "--limit", "1", "--tasks", "caption", "t2i", "agent", "look_first"]
     assert main([*argv, "--out", str(report_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     tasks = {row["task"] for row in report["rows"]}
     assert {"caption", "t2i", "tool_call_validity", "tool_routing"} <= tasks
+    assert {"look_first_vqa_where", "look_first_count", "look_first_exists"} <= tasks and "count" not in tasks
     for name in ("report.md", "report.json", "samples.png"):
         assert (report_dir / name).stat().st_size > 0
 

@@ -70,3 +70,33 @@ def test_unknown_or_negative_mixture_names_are_refused() -> None:
         check_mixture({"caption": -1.0})
     with pytest.raises(InputError, match="positive sum"):
         check_mixture({"caption": 0.0})
+
+
+def test_look_first_asks_after_the_true_caption_and_scores_only_the_answer() -> None:
+    from emu_agent.world.mixture import LOOK_FIRST_QUESTIONS
+    from emu_agent.world.scene import caption
+    from emu_agent.world.templates import templates
+
+    rng = random.Random(5)
+    examples = [sample_training_example(rng, {"look_first": 1.0}) for _ in range(120)]
+    tasks = Counter(e.task for e in examples)
+    assert set(tasks) == set(LOOK_FIRST_QUESTIONS) and tasks["vqa_where"] > tasks["vqa_shape"], tasks
+    for e in examples:
+        (user, [image, request]), (assistant, [description]), (follow_up, [question]) = e.prompt
+        assert (user, assistant, follow_up) == ("user", "assistant", "user") and not isinstance(image, str)
+        assert request in templates("caption", "train") and description == caption(e.meta["scene"])
+        assert e.meta["look_first"] == description and e.meta["template_split"] == "train"
+        assert isinstance(question, str) and e.answer  # the plain generator's question and answer
+
+
+def test_look_first_blind_shows_an_empty_canvas_so_only_the_description_answers() -> None:
+    from emu_agent.world.scene import caption
+    from emu_agent.world.vocab import BACKGROUNDS
+
+    rng = random.Random(6)
+    for _ in range(40):
+        e = sample_training_example(rng, {"look_first_blind": 1.0})
+        (_, [image, _]), (_, [description]), (_, [question]) = e.prompt
+        scene = e.meta["scene"]
+        assert image.getcolors() == [(64 * 64, BACKGROUNDS[scene.background])]  # nothing drawn
+        assert description == caption(scene) and isinstance(question, str)
