@@ -35,8 +35,6 @@ _LAZY: dict[str, str] = {
     "EmuTokenizer": "emu_agent.model.tokenizer",
     "EmuDecoder": "emu_agent.model.decoder",
     "average_checkpoints": "emu_agent.model.averaging",
-    "answer_looking_first": "emu_agent.model.look_first",
-    "look_first_prompt": "emu_agent.model.look_first",
     "Message": "emu_agent.messages",
     "TextPart": "emu_agent.messages",
     "ImagePart": "emu_agent.messages",
@@ -97,7 +95,6 @@ if TYPE_CHECKING:
     from emu_agent.model.config import EmuConfig, TextConfig, VisionConfig
     from emu_agent.model.decoder import EmuDecoder
     from emu_agent.model.emu import EmuModel
-    from emu_agent.model.look_first import answer_looking_first, look_first_prompt
     from emu_agent.model.tokenizer import EmuTokenizer
 
 

@@ -21,7 +21,6 @@ def _step(steps: list[dict[str, Any]], title: str, prompt: str, expected: str, o
 
 def run_demo(model: Any, model_name: str, out: Path, *, progress: Any = None) -> dict[str, Any]:
     """Run the five steps on ``model``; write the images and ``transcript.md`` into ``out``."""
-    from emu_agent.model.look_first import DESCRIBE_REQUEST, look_first_prompt
     from emu_agent.model.prompting import VideoFrames
     from emu_agent.world.checker import check_image, detect_objects
     from emu_agent.world.render import render_scene
@@ -39,15 +38,13 @@ def run_demo(model: Any, model_name: str, out: Path, *, progress: Any = None) ->
     ask = {"max_new_tokens": 32}
 
     say("[1/5] describe a scene")
-    description = model.generate_text([("user", [picture, DESCRIBE_REQUEST])], **ask)
-    ok = description == caption(scene)
-    _step(steps, "describe a scene", DESCRIBE_REQUEST, caption(scene), ok, answer=description)
+    text = model.generate_text([("user", [picture, "describe the image."])], **ask)
+    _step(steps, "describe a scene", "describe the image.", caption(scene), text == caption(scene), answer=text)
 
-    say("[2/5] answer a question about it")  # a follow-up in the same chat: it looks first (model/look_first.py)
+    say("[2/5] answer a question about it")
     question = "where is the blue square?"
-    text = model.generate_text(look_first_prompt(picture, question, description), **ask)
-    prompt = f"{question} (a follow-up, after its own description)"
-    _step(steps, "answer a question", prompt, "bottom right", text == "bottom right", answer=text)
+    text = model.generate_text([("user", [picture, question])], **ask)
+    _step(steps, "answer a question", question, "bottom right", text == "bottom right", answer=text)
 
     say("[3/5] generate an image")
     prompt = "a green triangle at center"

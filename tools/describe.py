@@ -25,7 +25,6 @@ import re
 from typing import Any
 
 from emu_agent.errors import InputError, PromptError, ToolError
-from emu_agent.model.look_first import DESCRIBE_REQUEST
 from emu_agent.tools.base import Tool, ToolContext, ToolOutput
 from emu_agent.tools.image_generation import require_model
 from emu_agent.tools.inputs import DescribeImageInput, builtin_spec
@@ -44,8 +43,8 @@ __all__ = [
 ]
 
 _SPEC = builtin_spec("describe_image")
-#: The caption request emu-tiny trains on (world templates, "caption" kind); looking first sends it too.
-DESCRIBE_PROMPT = DESCRIBE_REQUEST
+#: The caption request emu-tiny trains on (world templates, "caption" kind).
+DESCRIBE_PROMPT = "describe the image."
 #: The text-reading request (emu-tiny is not trained to read text; a real Emu2-Chat is).
 READ_TEXT_PROMPT = "what text is written in the image?"
 ABSTAIN_TEXT = "I can't tell."

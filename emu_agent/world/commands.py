@@ -184,8 +184,8 @@ def add_eval_command(subparsers: Any) -> None:
     parser.add_argument(
         "--tasks",
         nargs="*",
-        help="only these tasks (default: all, plus 'agent': tool calling, and 'look_first': VQA and counting "
-        "answered after describing the image)",
+        help="only these tasks (default: all, plus 'agent': tool calling); 'look_first' adds VQA and counting "
+        "answered as a follow-up to the model's own description (measured, not how emu-tiny answers)",
     )
     parser.add_argument("--out", type=Path, default=Path("eval-report"), help="report.md, report.json, samples.png")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -197,12 +197,12 @@ def run_eval(args: argparse.Namespace) -> int:
     from emu_agent.model.emu import EmuModel
     from emu_agent.world.agent_eval import score_tool_calls
     from emu_agent.world.eval import evaluate
-    from emu_agent.world.look_first_eval import score_look_first
+    from emu_agent.world.look_first import score_look_first
 
     model = EmuModel.from_pretrained(args.model, dtype="float32", device="cpu")
     tasks = args.tasks or None
     extra = {"agent": score_tool_calls, "look_first": score_look_first}
-    scorers = {name: scorer for name, scorer in extra.items() if not tasks or name in tasks}
+    scorers = {name: scorer for name, scorer in extra.items() if name in (tasks or ["agent"])}
     world_tasks = [t for t in tasks if t not in extra] if tasks else None
     report = evaluate(
         model, seed=args.seed, limit=args.limit, tasks=world_tasks, progress=not args.json, extra_scorers=scorers

@@ -13,7 +13,8 @@ glance, so the eval, which draws from the plain generators, is unchanged:
   the edits emu-tiny v9 got wrong most (seed 2026: recolour 50%, removal 67%, against 96-100% for move and
   add). Measured, not in v10's recipe: the recolour misses turned out to be one unseen phrasing (docs/emu-tiny.md).
 
-One more training-only entry teaches the two-turn form of :mod:`emu_agent.model.look_first`:
+Two more training-only entries teach the two-turn form of :mod:`emu_agent.world.look_first` (measured in
+session 12, not in v10's recipe: the follow-up answers were no better than the direct ones):
 
 - ``"look_first"``: a question about one image (where, how many, is there, colour, shape; mostly the first
   three) asked after a first turn in which the user asks for a description (a trained caption phrasing) and the
@@ -30,6 +31,7 @@ import re
 
 from emu_agent.errors import InputError
 from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
+from emu_agent.world.look_first import look_first_prompt
 from emu_agent.world.scene import caption
 from emu_agent.world.tasks import TASKS, ImageExample, TextExample, sample_example
 from emu_agent.world.templates import pick_template
@@ -99,8 +101,6 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
 def as_look_first(example: TextExample, description: str, describe_request: str) -> TextExample:
     """``example`` (one user turn: an image and a question) asked after ``describe_request`` was answered with
     ``description``; same answer, ``meta["look_first"]`` holds the description."""
-    from emu_agent.model.look_first import look_first_prompt
-
     turns = example.prompt
     if not example.chat or len(turns) != 1 or len(turns[0][1]) != 2 or isinstance(turns[0][1][0], str):
         raise InputError(f"look first: needs one user turn of an image and a question; got {turns!r}")
