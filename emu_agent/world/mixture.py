@@ -41,7 +41,6 @@ __all__ = [
     "DEFAULT_MIXTURE",
     "LOOK_FIRST_QUESTIONS",
     "MIXTURE_NAMES",
-    "as_look_first",
     "check_mixture",
     "sample_training_example",
 ]
@@ -98,31 +97,23 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
     return sample_example(task, rng, split="train")
 
 
-def as_look_first(example: TextExample, description: str, describe_request: str) -> TextExample:
-    """``example`` (one user turn: an image and a question) asked after ``describe_request`` was answered with
-    ``description``; same answer, ``meta["look_first"]`` holds the description."""
-    turns = example.prompt
-    if not example.chat or len(turns) != 1 or len(turns[0][1]) != 2 or isinstance(turns[0][1][0], str):
-        raise InputError(f"look first: needs one user turn of an image and a question; got {turns!r}")
-    image, question = turns[0][1]
-    prompt = look_first_prompt(image, question, description, describe_request=describe_request)
-    meta = {**example.meta, "look_first": description}
-    return TextExample(example.task, prompt, example.answer, chat=True, meta=meta)
-
-
 def _look_first_example(rng: random.Random, *, blind: bool = False) -> TextExample:
+    """A question example asked after a description request answered with the scene's caption (same answer);
+    ``blind``: the image is an empty canvas of the scene's background."""
     names = list(LOOK_FIRST_QUESTIONS)
     task = rng.choices(names, weights=[LOOK_FIRST_QUESTIONS[n] for n in names])[0]
     example = sample_example(task, rng, split="train")
     assert isinstance(example, TextExample)
     request, _ = pick_template("caption", rng, "train")
     scene = example.meta["scene"]
-    if blind:  # an empty canvas: the description is the only place the answer can come from
+    image = example.prompt[0][1][0]
+    if blind:  # the description is the only place the answer can come from
         from PIL import Image
 
-        empty = Image.new("RGB", (CANVAS_SIZE, CANVAS_SIZE), BACKGROUNDS[scene.background])
-        example = TextExample(example.task, [("user", [empty, _question(example)])], example.answer, meta=example.meta)
-    return as_look_first(example, caption(scene), request)
+        image = Image.new("RGB", (CANVAS_SIZE, CANVAS_SIZE), BACKGROUNDS[scene.background])
+    description = caption(scene)
+    prompt = look_first_prompt(image, _question(example), description, describe_request=request)
+    return TextExample(task, prompt, example.answer, meta={**example.meta, "look_first": description})
 
 
 def _hard_example(task: str, rng: random.Random) -> TextExample | ImageExample:
