@@ -20,14 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from emu_agent.errors import InputError
+from emu_agent.tools.describe import DESCRIBE_PROMPT
 from emu_agent.world.eval import TARGETS, TaskScore, _max_new_tokens, _row, draw_examples, score_text
 from emu_agent.world.scene import caption
 from emu_agent.world.tasks import TextExample
 
-__all__ = ["DESCRIBE_REQUEST", "LOOK_FIRST_TASKS", "answer_looking_first", "look_first_prompt", "score_look_first"]
+__all__ = ["LOOK_FIRST_TASKS", "answer_looking_first", "look_first_prompt", "score_look_first"]
 
-#: The description request emu-tiny trains its captions on (the ``describe_image`` tool sends it too).
-DESCRIBE_REQUEST = "describe the image."
 DESCRIPTION_TOKENS = 48  # emu-tiny's longest caption (three objects) with room to spare
 #: The single-image questions that can be answered by looking first.
 LOOK_FIRST_TASKS: tuple[str, ...] = ("vqa_colour", "vqa_shape", "vqa_where", "count", "exists")
@@ -35,10 +34,11 @@ PREFIX = "look_first_"
 
 
 def look_first_prompt(
-    image: Any, question: str, description: str, *, describe_request: str = DESCRIBE_REQUEST
+    image: Any, question: str, description: str, *, describe_request: str = DESCRIBE_PROMPT
 ) -> list[tuple[str, list[Any]]]:
-    """The two-turn chat prompt: the image with a description request, ``description`` as the assistant's
-    answer, then ``question`` as the next user turn."""
+    """The two-turn chat prompt: the image with a description request (by default the ``describe_image``
+    tool's, which emu-tiny trains its captions on), ``description`` as the assistant's answer, then ``question``
+    as the next user turn."""
     if not isinstance(question, str) or not question.strip():
         raise InputError(f"look first: the question must be non-empty text; got {question!r}")
     return [
@@ -67,7 +67,7 @@ def answer_looking_first(
     unique = list({id(image): image for image in images}.values())
     index = {id(image): i for i, image in enumerate(unique)}
     described = model.generate_texts(
-        [[("user", [image, DESCRIBE_REQUEST])] for image in unique], max_new_tokens=description_tokens
+        [[("user", [image, DESCRIBE_PROMPT])] for image in unique], max_new_tokens=description_tokens
     )
     descriptions = [described[index[id(image)]].strip() for image in images]
     prompts = [look_first_prompt(im, q, d) for im, q, d in zip(images, questions, descriptions, strict=True)]

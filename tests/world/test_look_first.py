@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from emu_agent.errors import InputError
+from emu_agent.tools.describe import DESCRIBE_PROMPT as DESCRIBE_REQUEST
 from emu_agent.world.eval import TARGETS, draw_examples
 from emu_agent.world.look_first import (
-    DESCRIBE_REQUEST,
     LOOK_FIRST_TASKS,
     answer_looking_first,
     look_first_prompt,

@@ -72,7 +72,7 @@ def test_unknown_or_negative_mixture_names_are_refused() -> None:
         check_mixture({"caption": 0.0})
 
 
-def test_look_first_asks_after_the_true_caption_and_scores_only_the_answer() -> None:
+def test_look_first_asks_the_plain_question_after_the_true_caption() -> None:
     from emu_agent.world.mixture import LOOK_FIRST_QUESTIONS
     from emu_agent.world.scene import caption
     from emu_agent.world.templates import templates
