@@ -1,7 +1,10 @@
 """``evaluate(model)``: score a model on the scenes world with its real API, task by task.
 
 - text tasks (caption, VQA, counting, video QA, few-shot): ``model.generate_texts`` on batches of prompts
-  (chat turns for chat examples, interleaved lists for few-shot), greedy, scored by exact match;
+  (chat turns for chat examples, interleaved lists for few-shot), greedy, scored by exact match with the answer
+  or with another exact statement of it (video QA: a question about one fact of the event, "what vanished?",
+  may be answered "a red square" or with the event's full sentence, "the red square disappeared from left";
+  the row's note says how many used each form);
 - image tasks (t2i, edit): ``model.generate_image(prompt, seed=...)``, scored by :func:`check_image`: every
   requested object in the right colour, shape and cell, and nothing else.
 
@@ -61,9 +64,10 @@ _LONGEST_ANSWER = {
 ExtraScorer = Callable[..., TaskScore | list[TaskScore]]
 
 
-def score_text(output: str, answer: str) -> bool:
-    """Exact match after trimming surrounding whitespace."""
-    return output.strip() == answer
+def score_text(output: str, answer: str, also_correct: Sequence[str] = ()) -> bool:
+    """Exact match, after trimming surrounding whitespace, with ``answer`` or one of ``also_correct`` (the
+    example's other exact statements of the same answer, :attr:`TextExample.also_correct`)."""
+    return output.strip() == answer or output.strip() in also_correct
 
 
 def score_image(image: Any, example: ImageExample) -> bool:
@@ -112,6 +116,7 @@ class _Runner:
         self.model, self.batch_size, self.seed, self.bar = model, batch_size, seed, bar
         self.image_kwargs = image_kwargs
         self.samples: list[EvalSample] = []
+        self.other_form: dict[str, int] = {}  # task -> outputs scored right by an ``also_correct`` statement
 
     def run_text(
         self, task: str, examples: Sequence[TextExample], keep: int, *, answers_of: str | None = None
@@ -124,8 +129,10 @@ class _Runner:
             batch = examples[start : start + self.batch_size]
             outputs = self.model.generate_texts([ex.prompt for ex in batch], max_new_tokens=max_new)
             for ex, output in zip(batch, outputs, strict=True):
-                ok = score_text(output, ex.answer)
+                ok = score_text(output, ex.answer, ex.also_correct)
                 results.append(ok)
+                if ok and output.strip() != ex.answer:
+                    self.other_form[task] = self.other_form.get(task, 0) + 1
                 if len([s for s in self.samples if s.task == task]) < keep:
                     prompt = _prompt_text(_flat(ex))
                     self.samples.append(EvalSample(task, prompt, ex.answer, output, ok, _input_images(ex)))
@@ -224,7 +231,12 @@ def evaluate(
                     continue
                 row = _row(task, examples, runner.run_image(task, examples, SAMPLES_PER_TASK))  # type: ignore[arg-type]
             else:
-                row = _row(task, examples, runner.run_text(task, examples, SAMPLES_PER_TASK))  # type: ignore[arg-type]
+                results = runner.run_text(task, examples, SAMPLES_PER_TASK)  # type: ignore[arg-type]
+                row = _row(task, examples, results)
+                if any(ex.also_correct for ex in examples):  # type: ignore[union-attr]
+                    other = runner.other_form.get(task, 0)
+                    own = sum(results) - other
+                    row.note = f"{own}/{len(results)} in the answer's own form, {other} as the full statement"
             if task in alt:
                 alt_results = runner.run_text(f"{task} (alt)", alt[task], 1, answers_of=task)  # type: ignore[arg-type]
                 row.alt_n, row.alt_score = len(alt_results), _mean(alt_results)

@@ -9,6 +9,9 @@ glance, so the eval, which draws from the plain generators, is unchanged:
 - ``"exists_hard"``: questions whose answer needs the colour *and* the shape bound to one object: "no" for a
   near miss (an object of that colour or that shape is present, not both), "yes" where another object shares
   the colour or the shape of the one asked about;
+- ``"where_hard"``: "where is the <colour> <shape>?" in scenes where another object shares its colour or its
+  shape, so the cell can only be found with both bound to one object. These were 10 of v10's 11 "where" misses
+  on eval seed 7 (session 12);
 - ``"edit_hard"``: edits that change an object where it stands: recolours (three in four) and removals. They are
   the edits emu-tiny v9 got wrong most (seed 2026: recolour 50%, removal 67%, against 96-100% for move and
   add). Measured, not in v10's recipe: the recolour misses turned out to be one unseen phrasing (docs/emu-tiny.md).
@@ -58,7 +61,8 @@ DEFAULT_MIXTURE: dict[str, float] = {
     "edit": 0.14,
     "agent": 0.24,
 }
-_HARD = ("count_hard", "exists_hard", "edit_hard")
+_HARD = ("count_hard", "exists_hard", "where_hard", "edit_hard")
+_HARD_SOURCE = {"where_hard": "vqa_where"}  # the plain generator a hard variant draws from, where not its prefix
 MIXTURE_NAMES: tuple[str, ...] = (*TASKS, "agent", *_HARD, "look_first", "look_first_blind")
 #: The questions ``look_first`` asks after the description, by weight (binding questions first).
 LOOK_FIRST_QUESTIONS: dict[str, float] = {
@@ -119,11 +123,11 @@ def _look_first_example(rng: random.Random, *, blind: bool = False) -> TextExamp
 def _hard_example(task: str, rng: random.Random) -> TextExample | ImageExample:
     if task == "edit_hard":
         return _hard_edit(rng)
-    keep = _hard_count if task == "count_hard" else _hard_exists
+    keep = {"count_hard": _hard_count, "exists_hard": _hard_exists, "where_hard": _hard_where}[task]
     want_one = task == "count_hard" and rng.random() < 1 / 3
     want_yes = rng.random() < 0.5
     for _ in range(_MAX_DRAWS):
-        example = sample_example(task.removesuffix("_hard"), rng, split="train")
+        example = sample_example(_HARD_SOURCE.get(task, task.removesuffix("_hard")), rng, split="train")
         assert isinstance(example, TextExample)
         if keep(example, want_one=want_one, want_yes=want_yes):
             return example
@@ -149,6 +153,15 @@ def _hard_count(example: TextExample, *, want_one: bool, want_yes: bool) -> bool
     if "objects" in _question(example) and not any(c in _question(example) for c in COLOURS):
         return False  # "how many objects": the total, never hard in this sense
     return (example.answer == "1") == want_one
+
+
+def _hard_where(example: TextExample, *, want_one: bool, want_yes: bool) -> bool:
+    asked = _ASKED.search(_question(example))
+    if asked is None:
+        return False
+    colour, shape = asked.groups()
+    others = [o for o in example.meta["scene"].objects if (o.colour, o.shape) != (colour, shape)]
+    return any(o.colour == colour or o.shape == shape for o in others)
 
 
 def _hard_exists(example: TextExample, *, want_one: bool, want_yes: bool) -> bool:

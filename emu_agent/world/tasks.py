@@ -59,6 +59,9 @@ class TextExample:
     answer: str  # the assistant's target text (no EOS marker)
     chat: bool = True  # False for the interleaved (base Emu2) format, used by few-shot
     meta: dict = field(default_factory=dict)  # scene / clip, heldout, template, template_split, style, ...
+    # other outputs the eval also scores right: complete statements that state the answer exactly (a video
+    # question about one fact of the event, answered with the event's full sentence). Training uses ``answer``.
+    also_correct: tuple[str, ...] = ()
 
 
 @dataclass
@@ -204,7 +207,9 @@ def _video_qa(ctx: _Context) -> TextExample:
     text, template_id = ctx.template(kind)
     prompt = [("user", [VideoFrames(frames, list(clip.timestamps)), text.format(**fields)])]
     meta = ctx.meta(template_id, clip.heldout, clip=clip, question=kind)
-    return TextExample("video_qa", prompt, answer, meta=meta)
+    sentence = describe_event(clip.event)  # "the red square disappeared from left" also answers "what vanished?"
+    also = (sentence,) if sentence != answer else ()
+    return TextExample("video_qa", prompt, answer, meta=meta, also_correct=also)
 
 
 def _few_shot(ctx: _Context) -> TextExample:

@@ -100,6 +100,35 @@ def test_edit_and_video_rows_are_split_by_kind(tmp_path) -> None:
     assert json.loads((tmp_path / "report.json").read_text())["rows"][0]["by_kind"]["recolour"][0] == 0
 
 
+def test_video_questions_about_one_fact_also_take_the_events_full_sentence() -> None:
+    """"what vanished?" answered "the red square disappeared from left" is right (it states the answer); the
+    sentence of another event, or the object alone for "what happened?", is not. The note counts each form."""
+    from emu_agent.world.video import describe_event
+
+    examples = draw_examples("video_qa", seed=8, limit=40)
+    specific = [ex for ex in examples if ex.meta["question"] != "video_event"]
+    events = [ex for ex in examples if ex.meta["question"] == "video_event"]
+    assert specific and events
+    for ex in specific:
+        assert ex.also_correct == (describe_event(ex.meta["clip"].event),)
+        assert score_text(ex.also_correct[0] + "\n", ex.answer, ex.also_correct)
+    assert all(ex.also_correct == () and ex.answer == describe_event(ex.meta["clip"].event) for ex in events)
+    other = next(e for e in specific if e.also_correct != specific[0].also_correct).also_correct[0]
+    assert not score_text(other, specific[0].answer, specific[0].also_correct)
+
+    oracle = OracleModel(seed=8, limit=40)
+    for ex in specific:  # the full sentence everywhere it is allowed
+        oracle.answers[_key(ex.prompt)] = ex.also_correct[0]
+    row = evaluate(oracle, seed=8, limit=40, tasks=["video_qa"], progress=False).row("video_qa")
+    assert row.score == 1.0
+    assert row.note == f"{len(events)}/40 in the answer's own form, {len(specific)} as the full statement"
+    for ex in events:  # "what happened?" answered with the object alone says nothing of what happened
+        clip = ex.meta["clip"]
+        oracle.answers[_key(ex.prompt)] = f"a {clip.event.obj.colour} {clip.event.obj.shape}"
+    row = evaluate(oracle, seed=8, limit=40, tasks=["video_qa"], progress=False).row("video_qa")
+    assert row.score == pytest.approx(len(specific) / 40)
+
+
 def test_wrong_model_scores_zero() -> None:
     report = evaluate(OracleModel(seed=0, limit=3, wrong=True), seed=0, limit=3, progress=False)
     assert all(r.score == 0.0 and r.passed is False for r in report.rows)

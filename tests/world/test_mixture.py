@@ -48,6 +48,20 @@ def test_exists_hard_needs_colour_and_shape_bound_to_one_object() -> None:
         assert any((o.colour == colour) != (o.shape == shape) for o in objects)  # a near miss is in the picture
 
 
+def test_where_hard_has_a_distractor_sharing_the_colour_or_the_shape() -> None:
+    rng = random.Random(3)
+    examples = [sample_training_example(rng, {"where_hard": 1.0}) for _ in range(120)]
+    assert len({e.answer for e in examples}) >= 6  # many cells, not one
+    for e in examples:
+        assert e.task == "vqa_where" and e.meta["template_split"] == "train"
+        colour, shape = ASKED.search(_question(e)).groups()
+        objects = e.meta["scene"].objects
+        (target,) = [o for o in objects if (o.colour, o.shape) == (colour, shape)]
+        assert e.answer == target.cell
+        others = [o for o in objects if o is not target]
+        assert any(o.colour == colour or o.shape == shape for o in others), (colour, shape, objects)
+
+
 def test_edit_hard_draws_recolours_and_removals_that_the_target_image_shows() -> None:
     from emu_agent.world.checker import check_image
     from emu_agent.world.edits import apply_edit
