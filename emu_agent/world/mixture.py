@@ -17,7 +17,8 @@ glance, so the eval, which draws from the plain generators, is unchanged:
   add). Measured, not in v10's recipe: the recolour misses turned out to be one unseen phrasing (docs/emu-tiny.md).
 
 Two more training-only entries teach the two-turn form of :mod:`emu_agent.world.look_first` (measured in
-session 12, not in v10's recipe: the follow-up answers were no better than the direct ones):
+session 12: the follow-up answers were no better than the direct ones; v11's lineage trained on ``look_first``
+for what it did to the direct counting and exists answers, docs/emu-tiny.md "Phase 14"):
 
 - ``"look_first"``: a question about one image (where, how many, is there, colour, shape; mostly the first
   three) asked after a first turn in which the user asks for a description (a trained caption phrasing) and the

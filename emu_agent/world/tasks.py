@@ -8,7 +8,9 @@ Two example types, consumed by the trainer and by :mod:`emu_agent.world.eval`:
 Chat prompts are lists of ``(role, items)`` turns ending with the user's; interleaved prompts (``chat=False``)
 are flat lists of strings and images. Answers are short and canonical (a colour word, a shape word, a cell
 name, a digit, ``yes``/``no``, a canonical caption or event sentence, a ``[...]`` attribute list), so they
-are scored by exact match.
+are scored by exact match. A video question about one fact of the event ("what vanished?") also lists the
+event's canonical sentence in ``also_correct``: it states the answer exactly, in the form "what happened?" asks
+for.
 
 ``split="eval"`` uses eval-only templates half the time and held-out compositions half the time; both are
 recorded in ``meta`` (``template_split``, ``heldout``). Text-to-image prompts name the background half the
