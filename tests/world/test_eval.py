@@ -101,7 +101,7 @@ def test_edit_and_video_rows_are_split_by_kind(tmp_path) -> None:
 
 
 def test_video_questions_about_one_fact_also_take_the_events_full_sentence() -> None:
-    """"what vanished?" answered "the red square disappeared from left" is right (it states the answer); the
+    """A "what vanished?" answered "the red square disappeared from left" is right (it states the answer); the
     sentence of another event, or the object alone for "what happened?", is not. The note counts each form."""
     from emu_agent.world.video import describe_event
 
