@@ -63,7 +63,7 @@ DEFAULT_MIXTURE: dict[str, float] = {
     "agent": 0.24,
 }
 _HARD = ("count_hard", "exists_hard", "where_hard", "edit_hard")
-_HARD_SOURCE = {"where_hard": "vqa_where"}  # the plain generator a hard variant draws from, where not its prefix
+_HARD_SOURCE = {"count_hard": "count", "exists_hard": "exists", "where_hard": "vqa_where"}  # plain generator drawn
 MIXTURE_NAMES: tuple[str, ...] = (*TASKS, "agent", *_HARD, "look_first", "look_first_blind")
 #: The questions ``look_first`` asks after the description, by weight (binding questions first).
 LOOK_FIRST_QUESTIONS: dict[str, float] = {
@@ -128,7 +128,7 @@ def _hard_example(task: str, rng: random.Random) -> TextExample | ImageExample:
     want_one = task == "count_hard" and rng.random() < 1 / 3
     want_yes = rng.random() < 0.5
     for _ in range(_MAX_DRAWS):
-        example = sample_example(_HARD_SOURCE.get(task, task.removesuffix("_hard")), rng, split="train")
+        example = sample_example(_HARD_SOURCE[task], rng, split="train")
         assert isinstance(example, TextExample)
         if keep(example, want_one=want_one, want_yes=want_yes):
             return example
