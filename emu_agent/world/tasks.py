@@ -10,7 +10,9 @@ are flat lists of strings and images. Answers are short and canonical (a colour 
 name, a digit, ``yes``/``no``, a canonical caption or event sentence, a ``[...]`` attribute list), so they
 are scored by exact match. A video question about one fact of the event ("what vanished?") also lists the
 event's canonical sentence in ``also_correct``: it states the answer exactly, in the form "what happened?" asks
-for.
+for. A count by colour or by shape, and a "where is the red triangle?", list their *tallied* statement there
+too (:func:`tallied`: the scene's caption, each object marked as it is checked against the question, then the
+answer), the form the ``count_tallied`` and ``where_tallied`` training entries teach.
 
 ``split="eval"`` uses eval-only templates half the time and held-out compositions half the time; both are
 recorded in ``meta`` (``template_split``, ``heldout``). Text-to-image prompts name the background half the
@@ -20,8 +22,8 @@ time; when they don't, the background is white.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from emu_agent.errors import InputError
@@ -29,7 +31,15 @@ from emu_agent.model.prompting import VideoFrames
 from emu_agent.world.edits import Edit, sample_edit
 from emu_agent.world.fewshot import SCHEMAS, attribute_values, format_attributes, sample_schema_scene
 from emu_agent.world.render import Look, RenderStyle, carry_look, render_scene
-from emu_agent.world.scene import Scene, SceneSplit, caption, is_heldout_scene, sample_scene
+from emu_agent.world.scene import (
+    Scene,
+    SceneObject,
+    SceneSplit,
+    caption,
+    is_heldout_scene,
+    object_phrase,
+    sample_scene,
+)
 from emu_agent.world.templates import TemplateSplit, pick_template
 from emu_agent.world.video import describe_event, direction, render_clip, sample_clip
 from emu_agent.world.vocab import BACKGROUNDS, CELLS, COLOURS, SHAPES
@@ -46,6 +56,7 @@ __all__ = [
     "edit_instruction",
     "sample_example",
     "sample_mixture",
+    "tallied",
     "text_corpus",
 ]
 
@@ -153,7 +164,35 @@ def _vqa_shape(ctx: _Context) -> TextExample:
 def _vqa_where(ctx: _Context) -> TextExample:
     scene = ctx.scene()
     obj = ctx.rng.choice(scene.objects)
-    return _ask(ctx, "vqa_where", scene, "vqa_where", obj.cell, colour=obj.colour, shape=obj.shape)
+    example = _ask(ctx, "vqa_where", scene, "vqa_where", obj.cell, colour=obj.colour, shape=obj.shape)
+    marks = ["yes" if o is obj else "no" for o in scene.objects]
+    return replace(example, also_correct=(tallied(scene.objects, marks, obj.cell),))
+
+
+def tallied(objects: Sequence[SceneObject], marks: Sequence[str], answer: str) -> str:
+    """The answer worked out in the open: each object in reading order, as the caption names it, followed by its
+    mark, then ``"so"`` and the answer.
+
+    >>> from emu_agent.world.scene import SceneObject as O
+    >>> tallied([O("orange", "triangle", "right"), O("red", "square", "bottom")], ["no", "1"], "1")
+    'a orange triangle at right no and a red square at bottom 1 so 1'
+
+    Counts mark a match with the running count and anything else with ``"no"``; "where is ..." marks ``"yes"``
+    or ``"no"``. Each step is one the model already does well (the next object of its caption; whether the
+    object just named is the one asked about; the last number written), where the one-word answer needs the
+    colour or shape bound across the whole image at once."""
+    if len(objects) != len(marks):
+        raise InputError(f"tallied: {len(objects)} objects but {len(marks)} marks")
+    items = [f"{object_phrase(obj)} {mark}" for obj, mark in zip(objects, marks, strict=True)]
+    return " and ".join(items) + f" so {answer}"
+
+
+def _tallied_count(objects: Sequence[SceneObject], counted: Sequence[SceneObject]) -> str:
+    marks, running = [], 0
+    for obj in objects:
+        running += obj in counted
+        marks.append(str(running) if obj in counted else "no")
+    return tallied(objects, marks, str(running))
 
 
 def _count(ctx: _Context) -> TextExample:
@@ -161,16 +200,17 @@ def _count(ctx: _Context) -> TextExample:
     rng = ctx.rng
     roll = rng.random()
     if roll < 0.5:
-        things, n = "objects", len(scene.objects)
-    elif roll < 0.75:
+        return _ask(ctx, "count", scene, "count", str(len(scene.objects)), things="objects")
+    if roll < 0.75:
         present = [o.colour for o in scene.objects]
         colour = rng.choice(present) if rng.random() < 0.7 else rng.choice(list(COLOURS))
-        things, n = f"{colour} objects", present.count(colour)
+        things, counted = f"{colour} objects", [o for o in scene.objects if o.colour == colour]
     else:
         present = [o.shape for o in scene.objects]
         shape = rng.choice(present) if rng.random() < 0.7 else rng.choice(SHAPES)
-        things, n = f"{shape}s", present.count(shape)
-    return _ask(ctx, "count", scene, "count", str(n), things=things)
+        things, counted = f"{shape}s", [o for o in scene.objects if o.shape == shape]
+    example = _ask(ctx, "count", scene, "count", str(len(counted)), things=things)
+    return replace(example, also_correct=(_tallied_count(scene.objects, counted),))
 
 
 def _exists(ctx: _Context) -> TextExample:

@@ -129,6 +129,40 @@ def test_video_questions_about_one_fact_also_take_the_events_full_sentence() -> 
     assert row.score == pytest.approx(len(specific) / 40)
 
 
+def test_counts_by_colour_or_shape_and_where_questions_also_take_the_tallied_statement() -> None:
+    """ "how many squares?" answered "a orange triangle at right no and a red square at bottom 1 so 1" is right;
+    the right number after a wrong tally is not. The total takes the number only. "where is ..." likewise."""
+    from emu_agent.world.scene import SceneObject
+    from emu_agent.world.tasks import tallied
+
+    examples = draw_examples("count", seed=9, limit=60)
+    marked = [ex for ex in examples if ex.also_correct]
+    totals = [ex for ex in examples if not ex.also_correct]
+    assert marked and totals
+    for ex in marked:
+        (statement,) = ex.also_correct
+        assert statement.endswith(f" so {ex.answer}") and statement.count(" and ") == len(ex.meta["scene"].objects) - 1
+        assert score_text(statement, ex.answer, ex.also_correct)
+        wrong = statement.replace(" no and ", " 1 and ", 1)  # one more object counted, the same number
+        assert wrong == statement or not score_text(wrong, ex.answer, ex.also_correct)
+    oracle = OracleModel(seed=9, limit=60)
+    for ex in marked:
+        oracle.answers[_key(ex.prompt)] = ex.also_correct[0]
+    row = evaluate(oracle, seed=9, limit=60, tasks=["count"], progress=False).row("count")
+    assert row.score == 1.0
+    assert row.note == f"{len(totals)}/60 in the answer's own form, {len(marked)} as the full statement"
+
+    for ex in draw_examples("vqa_where", seed=10, limit=30):
+        (statement,) = ex.also_correct
+        assert statement.endswith(f" so {ex.answer}") and statement.count(" yes") == 1
+        assert score_text(statement, ex.answer, ex.also_correct)
+        assert not score_text(statement.replace(" yes", " no"), ex.answer, ex.also_correct)
+    square = SceneObject("red", "square", "top")
+    assert tallied([square], ["yes"], "top") == "a red square at top yes so top"
+    with pytest.raises(InputError, match="1 objects but 2 marks"):
+        tallied([square], ["yes", "no"], "top")
+
+
 def test_wrong_model_scores_zero() -> None:
     report = evaluate(OracleModel(seed=0, limit=3, wrong=True), seed=0, limit=3, progress=False)
     assert all(r.score == 0.0 and r.passed is False for r in report.rows)

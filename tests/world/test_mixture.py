@@ -35,6 +35,55 @@ def test_count_hard_asks_by_colour_or_shape_and_rarely_answers_one() -> None:
         assert e.answer == str(n), (question, scene)
 
 
+def _marks(answer: str) -> tuple[list, list[str], str]:
+    """Read a tallied answer back: (objects, marks, answer)."""
+    from emu_agent.world.scene import parse_object_phrase
+
+    items, final = answer.rsplit(" so ", 1)
+    parsed = [item.rsplit(" ", 1) for item in items.split(" and ")]
+    return [parse_object_phrase(phrase) for phrase, _ in parsed], [mark for _, mark in parsed], final
+
+
+def test_count_tallied_marks_each_object_with_the_running_count() -> None:
+    """By colour or by shape: every object in reading order, each marked with the running count if it is
+    counted and "no" if not, then the number (the number alone stays right in ``also_correct``); the total is
+    answered with the number, as in ``"count"``."""
+    rng = random.Random(5)
+    examples = [sample_training_example(rng, {"count_tallied": 1.0}) for _ in range(160)]
+    totals = [e for e in examples if not e.also_correct]
+    assert 0.15 <= len(totals) / len(examples) <= 0.35, len(totals)
+    for e in totals:
+        assert e.task == "count" and e.answer == str(len(e.meta["scene"].objects))
+    numbers = Counter()
+    for e in (e for e in examples if e.also_correct):
+        question, scene = _question(e), e.meta["scene"]
+        colour = next((c for c in COLOURS if f"{c} objects" in question), None)
+        shape = next((s for s in SHAPES if f"{s}s" in question), None)
+        objects, marks, number = _marks(e.answer)
+        assert objects == list(scene.objects), (e.answer, scene)
+        counted = [o.colour == colour or o.shape == shape for o in scene.objects]
+        running = [str(sum(counted[: i + 1])) if hit else "no" for i, hit in enumerate(counted)]
+        assert marks == running and number == str(sum(counted)) and e.also_correct == (number,), e.answer
+        numbers[number] += 1
+    assert set(numbers) >= {"0", "1", "2"}, numbers
+
+
+def test_where_tallied_marks_the_asked_object_yes_often_beside_a_distractor() -> None:
+    rng = random.Random(6)
+    examples = [sample_training_example(rng, {"where_tallied": 1.0}) for _ in range(120)]
+    hard = 0
+    for e in examples:
+        assert e.task == "vqa_where" and e.meta["template_split"] == "train"
+        colour, shape = ASKED.search(_question(e)).groups()
+        scene = e.meta["scene"]
+        (target,) = [o for o in scene.objects if (o.colour, o.shape) == (colour, shape)]
+        objects, marks, cell = _marks(e.answer)
+        assert objects == list(scene.objects) and cell == target.cell and e.also_correct == (target.cell,)
+        assert marks == ["yes" if o == target else "no" for o in scene.objects], e.answer
+        hard += any(o != target and (o.colour == colour or o.shape == shape) for o in scene.objects)
+    assert 0.5 <= hard / len(examples) <= 0.85, hard  # half drawn hard, plus the plain draws that happen to be
+
+
 def test_exists_hard_needs_colour_and_shape_bound_to_one_object() -> None:
     rng = random.Random(1)
     examples = [sample_training_example(rng, {"exists_hard": 1.0}) for _ in range(150)]
