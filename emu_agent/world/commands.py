@@ -56,6 +56,11 @@ def add_train_command(subparsers: Any) -> None:
         help="LLaMA depth; above the starting LM's, the new phase grows it (identity layers, LLaMA Pro style)",
     )
     parser.add_argument(
+        "--lm-seed-plurals",
+        action="store_true",
+        help="start the LM phase with each shape plural's input embedding ('squares?') copied from its singular's",
+    )
+    parser.add_argument(
         "--lm-rollout",
         type=float,
         default=0.0,
@@ -111,6 +116,7 @@ def run_train(args: argparse.Namespace) -> int:
         encoder_lr=args.encoder_lr,
         lm_init=args.lm_init,
         lm_layers=args.lm_layers,
+        lm_seed_plurals=args.lm_seed_plurals,
         lm_rollout=args.lm_rollout,
         lm_mixture=json.loads(args.mixture.read_text()) if args.mixture else None,
         time_limit_s=args.time_limit,

@@ -28,8 +28,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from emu_agent.errors import InputError
 from emu_agent.model.visual import EvaVisionTransformer, pool_visual_tokens, preprocess_images
 from emu_agent.world.growth import expansion_plan, grow_layers, layer_count
+from emu_agent.world.plurals import plural_pairs, seed_plural_embeddings
 from emu_agent.world.render import off_palette, render_scene
 from emu_agent.world.scene import Scene, is_heldout_triple, sample_scene
 from emu_agent.world.stages import run_stage, step_rng
@@ -67,6 +69,8 @@ class TrainConfig(BaseModel):
     lm_init: Path | None = None
     # LLaMA depth; above lm_init's, the phase grows the LM (emu_agent.world.growth). None: lm_init's, or 4
     lm_layers: int | None = Field(None, ge=1, le=64)
+    # start the phase with each shape plural's input embedding copied from its singular (emu_agent.world.plurals)
+    lm_seed_plurals: bool = False
     lm_mixture: dict[str, float] | None = None
     regression_weight: float = 1.0
     lm_rollout: float = Field(0.0, ge=0.0, le=1.0)  # fraction of image targets fed the LM's own rollouts
@@ -418,6 +422,8 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     from emu_agent.world.mixture import DEFAULT_MIXTURE, check_mixture, sample_training_example
     from emu_agent.world.tiny import build_emu_tiny
 
+    if config.lm_seed_plurals and config.lm_init is None:
+        raise InputError("lm_seed_plurals: seeding plural embeddings needs a trained LM to start from (lm_init)")
     tokenizer = _lm_tokenizer(config)
     start_layers, layers = _lm_depth(config)
     model = build_emu_tiny(tokenizer, seed=config.seed, lm_layers=layers)
@@ -427,15 +433,24 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     weights = check_mixture(mixture or config.lm_mixture or DEFAULT_MIXTURE)
     scale = _embedding_scale(model)
     trainable = nn.ModuleDict({"lm": model.lm, "project_up": model.project_up, "project_down": model.project_down})
+    pairs = plural_pairs(tokenizer) if config.lm_seed_plurals else []
     if config.lm_init is not None:
-        grow = (lambda state: grow_layers(state, layers)) if layers != start_layers else None
-        _start_stage_from(trainable, "lm", config.lm_init, config.run_dir, transform=grow)
+
+        def transform(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            state = grow_layers(state, layers) if layers != start_layers else state
+            return seed_plural_embeddings(state, pairs) if pairs else state
+
+        _start_stage_from(trainable, "lm", config.lm_init, config.run_dir, transform=transform)
     recipe: dict[str, Any] = {
         "lr": config.lm_lr,
         "batch": config.lm_batch,
         "rollout": config.lm_rollout,
         "mixture": weights,
     }
+    if pairs:
+        recipe["plurals_seeded"] = [
+            [tokenizer.convert_ids_to_tokens(p)[0], tokenizer.convert_ids_to_tokens(s)[0]] for p, s in pairs
+        ]
     if layers != start_layers:
         recipe["grown"] = {"from_layers": start_layers, "to_layers": layers}
     elif (config.run_dir / "lm" / "state.json").is_file():  # resuming: a grown phase keeps saying so

@@ -380,3 +380,46 @@ def test_rollout_slots_reproduce_free_running_regression():
     assert not torch.allclose(forced, fed_own)
     for row, _, _ in batch.regress:  # the rollouts are the model's own free-running regression
         torch.testing.assert_close(own[row][None], model.regress_visual_embeddings(examples[row].prompt))
+
+
+def test_seeded_plurals_start_the_phase_reading_as_their_singular(trained, tmp_path):
+    """``lm_seed_plurals``: the new phase starts with each shape plural's embedding row equal to its singular's
+    (the phase's recipe names the pairs); nothing else of the LM moves before training."""
+    from safetensors.torch import load_file
+
+    from emu_agent.model.tokenizer import EmuTokenizer
+    from emu_agent.world.plurals import EMBEDDING_KEY, plural_pairs
+
+    config, _ = trained
+    tokenizer = EmuTokenizer.from_pretrained(config.run_dir / "tokenizer")
+    pairs = plural_pairs(tokenizer)
+    assert pairs, "the world's tokenizer merges some shape plurals"
+    phase = TrainConfig(
+        run_dir=tmp_path / "plurals",
+        lm_init=config.run_dir,
+        lm_steps=1,
+        lm_batch=2,
+        lm_lr=1e-12,
+        lm_seed_plurals=True,
+        progress=False,
+    )
+    phase.run_dir.mkdir()
+    (phase.run_dir / "encoder").symlink_to(config.run_dir / "encoder")
+    (phase.run_dir / "tokenizer").symlink_to(config.run_dir / "tokenizer")
+    train_lm(phase)
+    before = load_file(str(config.run_dir / "lm" / "weights.safetensors"))[EMBEDDING_KEY]
+    after = load_file(str(phase.run_dir / "lm" / "weights.safetensors"))[EMBEDDING_KEY]
+    plural_ids = [p for p, _ in pairs]
+    for plural, singular in pairs:
+        torch.testing.assert_close(after[plural], before[singular])
+        assert not torch.allclose(before[plural], before[singular])
+    others = [i for i in range(before.shape[0]) if i not in plural_ids]
+    torch.testing.assert_close(after[others], before[others])
+    recipe = json.loads((phase.run_dir / "lm" / "phase.json").read_text())
+    assert len(recipe["plurals_seeded"]) == len(pairs)
+    assert all(
+        plural == singular[:-1] + "s" + singular[-1:] or plural == singular + "s"
+        for plural, singular in [(p.rstrip("?."), s.rstrip("?.")) for p, s in recipe["plurals_seeded"]]
+    )
+    with pytest.raises(InputError, match="lm_init"):
+        train_lm(TrainConfig(run_dir=tmp_path / "alone", lm_steps=1, lm_seed_plurals=True, progress=False))
