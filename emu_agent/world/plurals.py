@@ -15,7 +15,9 @@ of an LM phase (``emu-agent train-tiny --lm-seed-plurals``); training goes on fr
 embeddings change (``lm.model.embed_tokens.weight``); the output head is untied and left alone. Measured in
 session 14 (docs/emu-tiny.md, "Phase 15"; not in v11's recipe): copied into v11 with no training, counts by
 shape fell from 29 to 12 of 38 on eval seed 2026 (its counting had been built on the old rows); 1,200 steps
-from the copy (run P1) counted 78 of 106 by shape on four seeds (v11: 71) and 91.8% overall (v11: 89.2%).
+from the copy with counting at .12 and lr 2e-4 (run P1) counted 78 of 106 by shape on four seeds (v11: 71)
+and 91.8% overall (v11: 89.2%) but lost captions (64 / 67%); with counting at its old weight (P3, lr 1e-4) it
+counted no better than v11. Seeding alone is not the fix; a tokenizer without the plural tokens would be.
 """
 
 from __future__ import annotations
