@@ -124,9 +124,7 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
     if task == "count_tallied":
         return _count_tallied_example(rng)
     if task == "where_tallied":
-        example = _hard_example("where_hard", rng) if rng.random() < 0.5 else sample_example("vqa_where", rng)
-        assert isinstance(example, TextExample)
-        return replace(example, answer=example.also_correct[0], also_correct=(example.answer,))
+        return _where_tallied_example(rng)
     if task in ("look_first", "look_first_blind"):
         return _look_first_example(rng, blind=task == "look_first_blind")
     return sample_example(task, rng, split="train")
@@ -142,8 +140,20 @@ def _count_tallied_example(rng: random.Random) -> TextExample:
             if want_total:
                 return example
         elif not want_total:
-            return replace(example, answer=example.also_correct[0], also_correct=(example.answer,))
+            return _answered_tallied(example)
     raise RuntimeError(f"count_tallied: no example in {_MAX_DRAWS} draws")  # pragma: no cover - a generator change
+
+
+def _where_tallied_example(rng: random.Random) -> TextExample:
+    """A "where is ..." example (half of them ``where_hard`` scenes) answered in its tallied form."""
+    example = _hard_example("where_hard", rng) if rng.random() < 0.5 else sample_example("vqa_where", rng)
+    assert isinstance(example, TextExample)
+    return _answered_tallied(example)
+
+
+def _answered_tallied(example: TextExample) -> TextExample:
+    """``example`` trained on its tallied statement; its short answer stays right in ``also_correct``."""
+    return replace(example, answer=example.also_correct[0], also_correct=(example.answer,))
 
 
 def _look_first_example(rng: random.Random, *, blind: bool = False) -> TextExample:

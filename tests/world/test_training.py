@@ -417,9 +417,6 @@ def test_seeded_plurals_start_the_phase_reading_as_their_singular(trained, tmp_p
     torch.testing.assert_close(after[others], before[others])
     recipe = json.loads((phase.run_dir / "lm" / "phase.json").read_text())
     assert len(recipe["plurals_seeded"]) == len(pairs)
-    assert all(
-        plural == singular[:-1] + "s" + singular[-1:] or plural == singular + "s"
-        for plural, singular in [(p.rstrip("?."), s.rstrip("?.")) for p, s in recipe["plurals_seeded"]]
-    )
+    assert all(p.rstrip("?.") == s.rstrip("?.") + "s" for p, s in recipe["plurals_seeded"])
     with pytest.raises(InputError, match="lm_init"):
         train_lm(TrainConfig(run_dir=tmp_path / "alone", lm_steps=1, lm_seed_plurals=True, progress=False))
