@@ -1,4 +1,4 @@
-"""Looking first, measured (session 12; not how emu-tiny answers, see docs/emu-tiny.md, "Phase 13").
+"""Looking first, measured (session 12; not how emu-tiny answers, see docs/emu-tiny-history.md, "Phase 13").
 
 The idea: a small LM answers "where is the red triangle?" in one step only if it binds colour and shape to one
 place among the image's tokens at once, while its captions, written one object at a time, are right far more

@@ -14,7 +14,8 @@ glance, so the eval, which draws from the plain generators, is unchanged:
   on eval seed 7 (session 12);
 - ``"edit_hard"``: edits that change an object where it stands: recolours (three in four) and removals. They are
   the edits emu-tiny v9 got wrong most (seed 2026: recolour 50%, removal 67%, against 96-100% for move and
-  add). Measured, not in v10's recipe: the recolour misses turned out to be one unseen phrasing (docs/emu-tiny.md).
+  add). Measured, not in v10's recipe: the recolour misses turned out to be one unseen phrasing
+  (docs/emu-tiny-history.md, "Phase 12").
 
 Two training-only entries change the form of an answer rather than which cases are drawn. Both answer in the
 *tallied* form of :func:`emu_agent.world.tasks.tallied`, which the eval also accepts as exactly right:
@@ -33,14 +34,14 @@ wrong shape as often: selecting by shape across the image is what fails, not nam
 selects across the image: it writes the caption, one object at a time, checks the object it has just named
 against the question, and keeps a running count. A mixture that weights these should leave ``"count"``,
 ``"count_hard"``, ``"vqa_where"`` and ``"where_hard"`` at 0, so that each question is asked in one form only.
-Measured in session 14 (docs/emu-tiny.md, "Phase 15"; not in v11's recipe): after 1,200 steps from v11 the
+Measured in session 14 (docs/emu-tiny-history.md, "Phase 15"; not in v11's recipe): after 1,200 steps from v11 the
 model wrote the caption right and marked "a green triangle at left" as not one of the "triangles?" asked about,
 on training examples as on held-out ones (10-13 of 32 counts by shape right): it could not tell which shape a
 plural names, which :mod:`emu_agent.world.plurals` is about.
 
 Two more training-only entries teach the two-turn form of :mod:`emu_agent.world.look_first` (measured in
 session 12: the follow-up answers were no better than the direct ones; v11's lineage trained on ``look_first``
-for what it did to the direct counting and exists answers, docs/emu-tiny.md "Phase 14"):
+for what it did to the direct counting and exists answers, docs/emu-tiny-history.md "Phase 14"):
 
 - ``"look_first"``: a question about one image (where, how many, is there, colour, shape; mostly the first
   three) asked after a first turn in which the user asks for a description (a trained caption phrasing) and the

@@ -13,7 +13,7 @@ about: the model could not tell which shape the plural named. The embeddings of 
 :func:`seed_plural_embeddings` copies each singular token's input embedding row into its plural's, at the start
 of an LM phase (``emu-agent train-tiny --lm-seed-plurals``); training goes on from there. Only input
 embeddings change (``lm.model.embed_tokens.weight``); the output head is untied and left alone. Measured in
-session 14 (docs/emu-tiny.md, "Phase 15"; not in v11's recipe): copied into v11 with no training, counts by
+session 14 (docs/emu-tiny-history.md, "Phase 15"; not in v11's recipe): copied into v11 with no training, counts by
 shape fell from 29 to 12 of 38 on eval seed 2026 (its counting had been built on the old rows); 1,200 steps
 from the copy with counting at .12 and lr 2e-4 (run P1) counted 78 of 106 by shape on four seeds (v11: 71)
 and 91.8% overall (v11: 89.2%) but lost captions (64 / 67%); with counting at its old weight (P3, lr 1e-4) it

@@ -10,7 +10,7 @@ A fresh linear head (per cell: shape and colour) is trained on the frozen 16-tok
 The ``heldout`` read tells whether the embeddings carry shape apart from colour and cell: a head trained only on
 seen compositions reads an unseen one right only if the shape is in the features on its own. Everything built on
 those embeddings (the LM above all) inherits the gap between ``train`` and ``heldout``. This is how emu-tiny's
-caption and counting misses were traced to its encoder (docs/emu-tiny.md).
+caption and counting misses were traced to its encoder (docs/emu-tiny-history.md).
 """
 
 from __future__ import annotations

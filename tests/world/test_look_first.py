@@ -2,7 +2,7 @@
 description; the eval rows pair with the direct rows' examples and use the model's own descriptions.
 
 The models here are stand-ins: these test the orchestration and the harness. emu-tiny's own look-first scores
-are in docs/emu-tiny.md (Phase 13)."""
+are in docs/emu-tiny-history.md (Phase 13)."""
 
 from __future__ import annotations
 
