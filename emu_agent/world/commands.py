@@ -61,6 +61,11 @@ def add_train_command(subparsers: Any) -> None:
         help="start the LM phase with each shape plural's input embedding ('squares?') copied from its singular's",
     )
     parser.add_argument(
+        "--lm-split-plurals",
+        action="store_true",
+        help="drop the tokenizer's shape-plural merges first, so 'squares?' reads as the caption's 'square' + 's?'",
+    )
+    parser.add_argument(
         "--lm-rollout",
         type=float,
         default=0.0,
@@ -117,6 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
         lm_init=args.lm_init,
         lm_layers=args.lm_layers,
         lm_seed_plurals=args.lm_seed_plurals,
+        lm_split_plurals=args.lm_split_plurals,
         lm_rollout=args.lm_rollout,
         lm_mixture=json.loads(args.mixture.read_text()) if args.mixture else None,
         time_limit_s=args.time_limit,

@@ -22,6 +22,8 @@ counted no better than v11. Seeding alone is not the fix; a tokenizer without th
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emu_agent.errors import InputError
@@ -30,7 +32,7 @@ from emu_agent.world.vocab import SHAPES
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EMBEDDING_KEY", "plural_pairs", "seed_plural_embeddings"]
+__all__ = ["EMBEDDING_KEY", "plural_pairs", "seed_plural_embeddings", "split_plurals"]
 
 EMBEDDING_KEY = "lm.model.embed_tokens.weight"  # (vocab, hidden), as the LM stage saves it
 _SUFFIXES = ("", "?", ".")  # the forms the world's templates give a plural: "squares are", "squares?", "squares."
@@ -63,3 +65,35 @@ def seed_plural_embeddings(state: dict[str, torch.Tensor], pairs: list[tuple[int
             )
         embeddings[plural] = embeddings[singular]
     return {**state, EMBEDDING_KEY: embeddings}
+
+
+def split_plurals(tokenizer_folder: str | Path) -> list[str]:
+    """Rewrite the BPE tokenizer saved in ``tokenizer_folder`` so that no shape plural is one token (once: a
+    split tokenizer is left as it is), and return the plural tokens it can no longer produce (sorted; empty for
+    a vocabulary that never had any).
+
+    The merges that build a plural (``▁square`` + ``s``, ``▁square`` + ``s.``, ``▁squares`` + ``?``) are
+    dropped, so "how many squares?" encodes as ``["▁how", "▁many", "▁square", "s", "?"]``: the shape is the
+    caption's own ``▁square`` token, whose embedding every caption trains. Every id stays what it was (the
+    plural tokens stay in the vocabulary, unused), so an LM trained with the old tokenizer loads and trains on
+    with the new one. Only text holding a shape plural encodes differently. ``InputError`` when the folder holds
+    no ``tokenizers`` BPE ``tokenizer.json``.
+    """
+    path = Path(tokenizer_folder) / "tokenizer.json"
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        merges = spec["model"]["merges"]
+        vocab = spec["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"split plurals: {str(path)!r} is not a tokenizers BPE tokenizer.json ({exc})") from None
+    plurals = tuple(f"▁{shape}s" for shape in SHAPES)
+
+    def builds_plural(merge: list[str] | str) -> bool:
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        return (left + right).startswith(plurals)
+
+    kept = [m for m in merges if not builds_plural(m)]
+    if len(kept) != len(merges):
+        spec["model"]["merges"] = kept
+        path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    return sorted(token for token in vocab if token.startswith(plurals))

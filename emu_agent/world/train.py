@@ -31,7 +31,7 @@ from torch import nn
 from emu_agent.errors import InputError
 from emu_agent.model.visual import EvaVisionTransformer, pool_visual_tokens, preprocess_images
 from emu_agent.world.growth import expansion_plan, grow_layers, layer_count
-from emu_agent.world.plurals import plural_pairs, seed_plural_embeddings
+from emu_agent.world.plurals import plural_pairs, seed_plural_embeddings, split_plurals
 from emu_agent.world.render import off_palette, render_scene
 from emu_agent.world.scene import Scene, is_heldout_triple, sample_scene
 from emu_agent.world.stages import run_stage, step_rng
@@ -71,6 +71,8 @@ class TrainConfig(BaseModel):
     lm_layers: int | None = Field(None, ge=1, le=64)
     # start the phase with each shape plural's input embedding copied from its singular (emu_agent.world.plurals)
     lm_seed_plurals: bool = False
+    # drop the tokenizer's shape-plural merges before the phase, so "squares?" reads as "▁square" "s" "?"
+    lm_split_plurals: bool = False
     lm_mixture: dict[str, float] | None = None
     regression_weight: float = 1.0
     lm_rollout: float = Field(0.0, ge=0.0, le=1.0)  # fraction of image targets fed the LM's own rollouts
@@ -425,6 +427,9 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
     if config.lm_seed_plurals and config.lm_init is None:
         raise InputError("lm_seed_plurals: seeding plural embeddings needs a trained LM to start from (lm_init)")
     tokenizer = _lm_tokenizer(config)
+    plurals_split = split_plurals(config.run_dir / "tokenizer") if config.lm_split_plurals else []
+    if plurals_split:
+        tokenizer = _lm_tokenizer(config)  # reread: the same ids, without the plural merges
     start_layers, layers = _lm_depth(config)
     model = build_emu_tiny(tokenizer, seed=config.seed, lm_layers=layers)
     model.decoder = None
@@ -451,6 +456,8 @@ def train_lm(config: TrainConfig, mixture: dict[str, float] | None = None) -> di
         recipe["plurals_seeded"] = [
             [tokenizer.convert_ids_to_tokens(p)[0], tokenizer.convert_ids_to_tokens(s)[0]] for p, s in pairs
         ]
+    if plurals_split:
+        recipe["plurals_split"] = plurals_split
     if layers != start_layers:
         recipe["grown"] = {"from_layers": start_layers, "to_layers": layers}
     elif (config.run_dir / "lm" / "state.json").is_file():  # resuming: a grown phase keeps saying so

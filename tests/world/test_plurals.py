@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
 from emu_agent.errors import InputError
 from emu_agent.model.loading import builtin_model_dir
 from emu_agent.model.tokenizer import EmuTokenizer
-from emu_agent.world.plurals import EMBEDDING_KEY, plural_pairs, seed_plural_embeddings
+from emu_agent.world.plurals import EMBEDDING_KEY, plural_pairs, seed_plural_embeddings, split_plurals
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +47,41 @@ def test_bad_states_are_refused() -> None:
         seed_plural_embeddings({"lm.lm_head.weight": torch.zeros(2, 2)}, [(0, 1)])
     with pytest.raises(InputError, match=r"\(5, 1\)"):
         seed_plural_embeddings({EMBEDDING_KEY: torch.zeros(3, 2)}, [(5, 1)])
+
+
+def _copy_of_shipped_tokenizer(tmp_path) -> Path:
+    folder = tmp_path / "tokenizer"
+    folder.mkdir()
+    for name in ("tokenizer.json", "emu_tokenizer.json"):
+        shutil.copyfile(builtin_model_dir("emu-tiny") / name, folder / name)
+    return folder
+
+
+def test_split_plurals_encodes_plurals_as_the_singular_and_keeps_every_id(tokenizer, tmp_path) -> None:
+    folder = _copy_of_shipped_tokenizer(tmp_path)
+    original = EmuTokenizer.from_pretrained(folder)
+    dropped = split_plurals(folder)
+    split = EmuTokenizer.from_pretrained(folder)
+    assert len(dropped) == 9 and "▁triangles?" in dropped and "▁circles." in dropped
+    assert split.convert_ids_to_tokens(split.encode("how many squares?", add_bos=False)) == [
+        "▁how", "▁many", "▁square", "s", "?",
+    ]  # fmt: skip
+    assert len(split) == len(original)
+    assert all(split.convert_tokens_to_ids(t) == original.convert_tokens_to_ids(t) for t in dropped)
+    for text in (
+        "a red square at top left and a blue circle at bottom",
+        "where is the red triangle?",
+        '<tool_call>{"name": "generate_image", "arguments": {"prompt": "a red square"}}</tool_call>',
+    ):
+        assert split.encode(text) == original.encode(text)  # only plurals encode differently
+    written = (folder / "tokenizer.json").read_bytes()
+    assert split_plurals(folder) == dropped  # a second call finds it split and leaves the file alone
+    assert (folder / "tokenizer.json").read_bytes() == written
+
+
+def test_split_plurals_refuses_a_folder_without_a_bpe_tokenizer(tmp_path) -> None:
+    with pytest.raises(InputError, match=r"tokenizer\.json"):
+        split_plurals(tmp_path)
+    (tmp_path / "tokenizer.json").write_text('{"model": {"type": "WordLevel"}}')
+    with pytest.raises(InputError, match=re.escape(str(tmp_path))):
+        split_plurals(tmp_path)

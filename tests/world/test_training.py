@@ -420,3 +420,34 @@ def test_seeded_plurals_start_the_phase_reading_as_their_singular(trained, tmp_p
     assert all(p.rstrip("?.") == s.rstrip("?.") + "s" for p, s in recipe["plurals_seeded"])
     with pytest.raises(InputError, match="lm_init"):
         train_lm(TrainConfig(run_dir=tmp_path / "alone", lm_steps=1, lm_seed_plurals=True, progress=False))
+
+
+def test_split_plurals_phase_reads_plurals_as_the_caption_shape(trained, tmp_path):
+    """``lm_split_plurals``: the phase's tokenizer stops producing shape-plural tokens ("squares?" becomes the
+    caption's "▁square" then "s?"), keeps every id, and the LM trains on with the vocabulary it had; the
+    recipe names the tokens dropped. Resuming keeps saying so."""
+    import shutil
+
+    from emu_agent.model.tokenizer import EmuTokenizer
+
+    config, _ = trained
+    phase = TrainConfig(
+        run_dir=tmp_path / "split", lm_init=config.run_dir, lm_steps=1, lm_batch=2, lm_split_plurals=True,
+        progress=False,
+    )  # fmt: skip
+    phase.run_dir.mkdir()
+    (phase.run_dir / "encoder").symlink_to(config.run_dir / "encoder")
+    shutil.copytree(config.run_dir / "tokenizer", phase.run_dir / "tokenizer")  # a copy: the phase rewrites it
+    before = EmuTokenizer.from_pretrained(config.run_dir / "tokenizer")
+    train_lm(phase)
+    after = EmuTokenizer.from_pretrained(phase.run_dir / "tokenizer")
+    assert len(after) == len(before)
+    square = after.convert_tokens_to_ids("▁square")
+    assert square in after.encode("how many squares?", add_bos=False)
+    assert square not in before.encode("how many squares?", add_bos=False)
+    caption = "a red square at top left and a blue circle at bottom"
+    assert after.encode(caption) == before.encode(caption)
+    recipe = json.loads((phase.run_dir / "lm" / "phase.json").read_text())
+    assert "▁squares" in recipe["plurals_split"] and all(t.startswith("▁") for t in recipe["plurals_split"])
+    train_lm(phase.model_copy(update={"lm_steps": 2}))  # resumes: the tokenizer is split already
+    assert json.loads((phase.run_dir / "lm" / "phase.json").read_text())["plurals_split"] == recipe["plurals_split"]
