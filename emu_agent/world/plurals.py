@@ -17,7 +17,14 @@ session 14 (docs/emu-tiny-history.md, "Phase 15"; not in v11's recipe): copied i
 shape fell from 29 to 12 of 38 on eval seed 2026 (its counting had been built on the old rows); 1,200 steps
 from the copy with counting at .12 and lr 2e-4 (run P1) counted 78 of 106 by shape on four seeds (v11: 71)
 and 91.8% overall (v11: 89.2%) but lost captions (64 / 67%); with counting at its old weight (P3, lr 1e-4) it
-counted no better than v11. Seeding alone is not the fix; a tokenizer without the plural tokens would be.
+counted no better than v11. Seeding alone is not the fix.
+
+:func:`split_plurals` goes further (``emu-agent train-tiny --lm-split-plurals``): it drops the tokenizer's
+merges that build a plural, keeping every id, so "squares?" reads as the caption's own ``▁square`` then
+``s``, ``?``. Measured in session 15 (docs/emu-tiny-history.md, "Phase 16"; not in v11's recipe): 1,200 steps
+from v11 on the split tokenizer counted by shape no better than v11 (25 of 38 on eval seed 2026; v11: 29), and
+taught to count object by object on it, the model named every object right and still marked them at random
+against the question's shape, the same token as its own. The plural tokens were not what held counting back.
 """
 
 from __future__ import annotations

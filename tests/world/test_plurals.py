@@ -1,4 +1,5 @@
-"""Seeding shape plurals' embeddings from their singulars (emu_agent.world.plurals), on the shipped tokenizer."""
+"""Shape plurals (emu_agent.world.plurals): seeding their embeddings from their singulars, and splitting them
+out of a tokenizer, on a tokenizer trained on the world's text (which merges plurals) and on the shipped one."""
 
 from __future__ import annotations
 
@@ -16,11 +17,21 @@ from emu_agent.world.plurals import EMBEDDING_KEY, plural_pairs, seed_plural_emb
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> EmuTokenizer:
-    return EmuTokenizer.from_pretrained(builtin_model_dir("emu-tiny"))
+def world_tokenizer_folder(tmp_path_factory) -> Path:
+    """A tokenizer trained on the world's text as ``train-tiny`` trains one: its BPE merges the plurals."""
+    from emu_agent.world.tiny import train_tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("world-tokenizer")
+    train_tiny_tokenizer(0).save_pretrained(folder)
+    return folder
 
 
-def test_the_shipped_tokenizer_has_three_plural_tokens_per_shape(tokenizer) -> None:
+@pytest.fixture(scope="module")
+def tokenizer(world_tokenizer_folder) -> EmuTokenizer:
+    return EmuTokenizer.from_pretrained(world_tokenizer_folder)
+
+
+def test_a_world_tokenizer_has_three_plural_tokens_per_shape(tokenizer) -> None:
     pairs = plural_pairs(tokenizer)
     words = [(tokenizer.convert_ids_to_tokens(p)[0], tokenizer.convert_ids_to_tokens(s)[0]) for p, s in pairs]
     assert ("▁squares?", "▁square?") in words and ("▁circles", "▁circle") in words
@@ -49,16 +60,9 @@ def test_bad_states_are_refused() -> None:
         seed_plural_embeddings({EMBEDDING_KEY: torch.zeros(3, 2)}, [(5, 1)])
 
 
-def _copy_of_shipped_tokenizer(tmp_path) -> Path:
+def test_split_plurals_encodes_plurals_as_the_singular_and_keeps_every_id(world_tokenizer_folder, tmp_path) -> None:
     folder = tmp_path / "tokenizer"
-    folder.mkdir()
-    for name in ("tokenizer.json", "emu_tokenizer.json"):
-        shutil.copyfile(builtin_model_dir("emu-tiny") / name, folder / name)
-    return folder
-
-
-def test_split_plurals_encodes_plurals_as_the_singular_and_keeps_every_id(tokenizer, tmp_path) -> None:
-    folder = _copy_of_shipped_tokenizer(tmp_path)
+    shutil.copytree(world_tokenizer_folder, folder)
     original = EmuTokenizer.from_pretrained(folder)
     dropped = split_plurals(folder)
     split = EmuTokenizer.from_pretrained(folder)
@@ -85,3 +89,14 @@ def test_split_plurals_refuses_a_folder_without_a_bpe_tokenizer(tmp_path) -> Non
     (tmp_path / "tokenizer.json").write_text('{"model": {"type": "WordLevel"}}')
     with pytest.raises(InputError, match=re.escape(str(tmp_path))):
         split_plurals(tmp_path)
+
+
+def test_the_shipped_tokenizer_reads_plurals_as_the_caption_shape(tmp_path) -> None:
+    """emu-tiny v12 was trained on the split tokenizer: "squares?" is its caption's ``▁square`` then ``s?``."""
+    shipped = EmuTokenizer.from_pretrained(builtin_model_dir("emu-tiny"))
+    pieces = shipped.convert_ids_to_tokens(shipped.encode("how many squares can you see?", add_bos=False))
+    assert pieces[2:4] == ["▁square", "s"]
+    shutil.copytree(builtin_model_dir("emu-tiny"), tmp_path / "copy", ignore=shutil.ignore_patterns("*.safetensors"))
+    before = (tmp_path / "copy" / "tokenizer.json").read_bytes()
+    assert len(split_plurals(tmp_path / "copy")) == 9  # split already: nothing to drop, the file is unchanged
+    assert (tmp_path / "copy" / "tokenizer.json").read_bytes() == before
