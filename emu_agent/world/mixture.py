@@ -38,6 +38,9 @@ Measured in session 14 (docs/emu-tiny-history.md, "Phase 15"; not in v11's recip
 model wrote the caption right and marked "a green triangle at left" as not one of the "triangles?" asked about,
 on training examples as on held-out ones (10-13 of 32 counts by shape right): it could not tell which shape a
 plural names, which :mod:`emu_agent.world.plurals` is about.
+Session 15 ("Phase 16"): on the split tokenizer of :func:`emu_agent.world.plurals.split_plurals` and after
+2,400 steps, ``count_tallied`` (with ``where_tallied``) counted 37 of 38 by shape on eval seed 2026; v12's last
+phase keeps ``count_tallied`` .15 in place of ``count`` and ``count_hard`` in v11's mixture.
 
 Two more training-only entries teach the two-turn form of :mod:`emu_agent.world.look_first` (measured in
 session 12: the follow-up answers were no better than the direct ones; v11's lineage trained on ``look_first``
