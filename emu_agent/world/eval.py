@@ -61,7 +61,7 @@ _LONGEST_ANSWER = {
     "video_qa": "the yellow triangle moved from bottom right to bottom left",
     "few_shot": "[purple, white, triangle, bottom right]",
     "count": " and ".join(["a yellow triangle at bottom right 3"] * 3) + " so 3",  # the tallied form
-    "vqa_where": " and ".join(["a yellow triangle at bottom right no"] * 3) + " so bottom right",
+    "vqa_where": " and ".join(["a yellow triangle at bottom right colour yes shape yes"] * 3) + " so bottom right",
 }
 ExtraScorer = Callable[..., TaskScore | list[TaskScore]]
 

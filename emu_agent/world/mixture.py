@@ -24,7 +24,10 @@ Two training-only entries change the form of an answer rather than which cases a
   answered with the number as in ``"count"``): "how many squares?" -> "a orange triangle at right no and a red
   square at bottom 1 so 1";
 - ``"where_tallied"``: "where is the red triangle?" -> "a red square at top no and a red triangle at center yes
-  so center"; half of its draws are ``where_hard`` scenes.
+  so center"; half of its draws are ``where_hard`` scenes;
+- ``"where_checked"``: the same draws, answered in the *checked* form of :func:`emu_agent.world.tasks.checked`,
+  which marks each object's colour and shape apart: "a red square at top colour yes shape no and a red triangle
+  at center colour yes shape yes so center".
 
 Why: emu-tiny v11 names colours, shapes and cells in its captions 99% of the time, yet on four eval seeds it
 counted 211 of 211 totals right and only 71 of 106 counts by shape; most misses counted objects of another shape,
@@ -64,7 +67,7 @@ from emu_agent.errors import InputError
 from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
 from emu_agent.world.look_first import look_first_prompt
 from emu_agent.world.scene import caption
-from emu_agent.world.tasks import TASKS, ImageExample, TextExample, sample_example
+from emu_agent.world.tasks import TASKS, ImageExample, TextExample, checked, sample_example
 from emu_agent.world.templates import pick_template
 from emu_agent.world.vocab import BACKGROUNDS, CANVAS_SIZE, COLOURS, SHAPES
 
@@ -91,7 +94,7 @@ DEFAULT_MIXTURE: dict[str, float] = {
 }
 _HARD = ("count_hard", "exists_hard", "where_hard", "edit_hard")
 _HARD_SOURCE = {"count_hard": "count", "exists_hard": "exists", "where_hard": "vqa_where"}  # plain generator drawn
-_TALLIED = ("count_tallied", "where_tallied")
+_TALLIED = ("count_tallied", "where_tallied", "where_checked")
 MIXTURE_NAMES: tuple[str, ...] = (*TASKS, "agent", *_HARD, *_TALLIED, "look_first", "look_first_blind")
 #: The questions ``look_first`` asks after the description, by weight (binding questions first).
 LOOK_FIRST_QUESTIONS: dict[str, float] = {
@@ -129,6 +132,8 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
         return _count_tallied_example(rng)
     if task == "where_tallied":
         return _where_tallied_example(rng)
+    if task == "where_checked":
+        return _where_checked_example(rng)
     if task in ("look_first", "look_first_blind"):
         return _look_first_example(rng, blind=task == "look_first_blind")
     return sample_example(task, rng, split="train")
@@ -153,6 +158,16 @@ def _where_tallied_example(rng: random.Random) -> TextExample:
     example = _hard_example("where_hard", rng) if rng.random() < 0.5 else sample_example("vqa_where", rng)
     assert isinstance(example, TextExample)
     return _answered_tallied(example)
+
+
+def _where_checked_example(rng: random.Random) -> TextExample:
+    """A "where is ..." example (half of them ``where_hard`` scenes) answered in its checked form."""
+    example = _hard_example("where_hard", rng) if rng.random() < 0.5 else sample_example("vqa_where", rng)
+    assert isinstance(example, TextExample)
+    scene = example.meta["scene"]
+    asked = scene.at(example.answer)
+    statement = checked(scene.objects, asked.colour, asked.shape, asked.cell)
+    return replace(example, answer=statement, also_correct=(example.answer,))
 
 
 def _answered_tallied(example: TextExample) -> TextExample:

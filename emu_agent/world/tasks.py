@@ -12,7 +12,9 @@ are scored by exact match. A video question about one fact of the event ("what v
 event's canonical sentence in ``also_correct``: it states the answer exactly, in the form "what happened?" asks
 for. A count by colour or by shape, and a "where is the red triangle?", list their *tallied* statement there
 too (:func:`tallied`: the scene's caption, each object marked as it is checked against the question, then the
-answer), the form the ``count_tallied`` and ``where_tallied`` training entries teach.
+answer), the form the ``count_tallied`` and ``where_tallied`` training entries teach. A "where" question also
+lists its *checked* statement (:func:`checked`: each object's colour and shape checked one at a time), the form
+``where_checked`` teaches.
 
 ``split="eval"`` uses eval-only templates half the time and held-out compositions half the time; both are
 recorded in ``meta`` (``template_split``, ``heldout``). Text-to-image prompts name the background half the
@@ -53,6 +55,7 @@ __all__ = [
     "ExampleSplit",
     "ImageExample",
     "TextExample",
+    "checked",
     "edit_instruction",
     "sample_example",
     "sample_mixture",
@@ -166,7 +169,8 @@ def _vqa_where(ctx: _Context) -> TextExample:
     obj = ctx.rng.choice(scene.objects)
     example = _ask(ctx, "vqa_where", scene, "vqa_where", obj.cell, colour=obj.colour, shape=obj.shape)
     marks = ["yes" if o is obj else "no" for o in scene.objects]
-    return replace(example, also_correct=(tallied(scene.objects, marks, obj.cell),))
+    statements = (tallied(scene.objects, marks, obj.cell), checked(scene.objects, obj.colour, obj.shape, obj.cell))
+    return replace(example, also_correct=statements)
 
 
 def tallied(objects: Sequence[SceneObject], marks: Sequence[str], answer: str) -> str:
@@ -185,6 +189,28 @@ def tallied(objects: Sequence[SceneObject], marks: Sequence[str], answer: str) -
         raise InputError(f"tallied: {len(objects)} objects but {len(marks)} marks")
     items = [f"{object_phrase(obj)} {mark}" for obj, mark in zip(objects, marks, strict=True)]
     return " and ".join(items) + f" so {answer}"
+
+
+def checked(objects: Sequence[SceneObject], colour: str, shape: str, answer: str) -> str:
+    """A "where is the <colour> <shape>?" worked out attribute by attribute: each object in reading order, as
+    the caption names it, then whether its colour and whether its shape are the ones asked about, then
+    ``"so"`` and the answer.
+
+    >>> from emu_agent.world.scene import SceneObject as O
+    >>> checked([O("red", "square", "top"), O("red", "triangle", "right")], "red", "triangle", "right")
+    'a red square at top colour yes shape no and a red triangle at right colour yes shape yes so right'
+
+    The single mark of :func:`tallied` asks for the colour *and* the shape bound at once, the step emu-tiny gets
+    wrong; here each mark compares one word, as a count by colour or by shape does."""
+    items = [
+        f"{object_phrase(obj)} colour {_yes_no(obj.colour == colour)} shape {_yes_no(obj.shape == shape)}"
+        for obj in objects
+    ]
+    return " and ".join(items) + f" so {answer}"
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def _tallied_count(objects: Sequence[SceneObject], counted: Sequence[SceneObject]) -> str:

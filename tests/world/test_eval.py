@@ -133,7 +133,7 @@ def test_counts_by_colour_or_shape_and_where_questions_also_take_the_tallied_sta
     """ "how many squares?" answered "a orange triangle at right no and a red square at bottom 1 so 1" is right;
     the right number after a wrong tally is not. The total takes the number only. "where is ..." likewise."""
     from emu_agent.world.scene import SceneObject
-    from emu_agent.world.tasks import tallied
+    from emu_agent.world.tasks import checked, tallied
 
     examples = draw_examples("count", seed=9, limit=60)
     marked = [ex for ex in examples if ex.also_correct]
@@ -153,12 +153,26 @@ def test_counts_by_colour_or_shape_and_where_questions_also_take_the_tallied_sta
     assert row.note == f"{len(totals)}/60 in the answer's own form, {len(marked)} as the full statement"
 
     for ex in draw_examples("vqa_where", seed=10, limit=30):
-        (statement,) = ex.also_correct
+        statement, checked_statement = ex.also_correct
         assert statement.endswith(f" so {ex.answer}") and statement.count(" yes") == 1
         assert score_text(statement, ex.answer, ex.also_correct)
         assert not score_text(statement.replace(" yes", " no"), ex.answer, ex.also_correct)
+        assert checked_statement.endswith(f" so {ex.answer}") and "colour yes shape yes" in checked_statement
+        assert score_text(checked_statement, ex.answer, ex.also_correct)
+        flips = {
+            " colour yes shape yes": " colour yes shape no",
+            " colour no": " colour yes",
+            " shape no": " shape yes",
+        }
+        for mark, flipped_mark in flips.items():  # one mark wrong, the same cell: wrong
+            flipped = checked_statement.replace(mark, flipped_mark, 1)
+            assert flipped == checked_statement or not score_text(flipped, ex.answer, ex.also_correct)
     square = SceneObject("red", "square", "top")
     assert tallied([square], ["yes"], "top") == "a red square at top yes so top"
+    triangle = SceneObject("red", "triangle", "right")
+    assert checked([square, triangle], "red", "triangle", "right") == (
+        "a red square at top colour yes shape no and a red triangle at right colour yes shape yes so right"
+    )
     with pytest.raises(InputError, match="1 objects but 2 marks"):
         tallied([square], ["yes", "no"], "top")
 

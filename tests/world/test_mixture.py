@@ -10,6 +10,7 @@ import pytest
 
 from emu_agent.errors import InputError
 from emu_agent.world.mixture import DEFAULT_MIXTURE, check_mixture, sample_training_example
+from emu_agent.world.scene import object_phrase
 from emu_agent.world.vocab import COLOURS, SHAPES
 
 ASKED = re.compile(rf"({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})")
@@ -82,6 +83,29 @@ def test_where_tallied_marks_the_asked_object_yes_often_beside_a_distractor() ->
         assert marks == ["yes" if o == target else "no" for o in scene.objects], e.answer
         hard += any(o != target and (o.colour == colour or o.shape == shape) for o in scene.objects)
     assert 0.5 <= hard / len(examples) <= 0.85, hard  # half drawn hard, plus the plain draws that happen to be
+
+
+def test_where_checked_marks_each_objects_colour_and_shape_apart() -> None:
+    """ "where is the red triangle?" -> "a red square at top colour yes shape no and a red triangle at center
+    colour yes shape yes so center": every object in reading order, its colour and its shape each checked
+    against the question, then the cell; the cell alone stays right in ``also_correct``."""
+    rng = random.Random(7)
+    examples = [sample_training_example(rng, {"where_checked": 1.0}) for _ in range(120)]
+    one_attribute_shared = 0
+    for e in examples:
+        assert e.task == "vqa_where" and e.meta["template_split"] == "train"
+        colour, shape = ASKED.search(_question(e)).groups()
+        scene = e.meta["scene"]
+        (target,) = [o for o in scene.objects if (o.colour, o.shape) == (colour, shape)]
+        items, cell = e.answer.rsplit(" so ", 1)
+        yes_no = {True: "yes", False: "no"}
+        expected = [
+            f"{object_phrase(o)} colour {yes_no[o.colour == colour]} shape {yes_no[o.shape == shape]}"
+            for o in scene.objects
+        ]
+        assert items.split(" and ") == expected and cell == target.cell and e.also_correct == (target.cell,)
+        one_attribute_shared += " colour yes shape no" in e.answer or " colour no shape yes" in e.answer
+    assert 0.5 <= one_attribute_shared / len(examples) <= 0.85, one_attribute_shared
 
 
 def test_exists_hard_needs_colour_and_shape_bound_to_one_object() -> None:
