@@ -27,7 +27,9 @@ Two training-only entries change the form of an answer rather than which cases a
   so center"; half of its draws are ``where_hard`` scenes;
 - ``"where_checked"``: the same draws, answered in the *checked* form of :func:`emu_agent.world.tasks.checked`,
   which marks each object's colour and shape apart: "a red square at top colour yes shape no and a red triangle
-  at center colour yes shape yes so center".
+  at center colour yes shape yes so center". Measured in session 16 (docs/emu-tiny-history.md, "Phase 17"; not
+  in v12's recipe): after 1,200 steps at .25 the shape marks were mostly right and the colour marks were not
+  (where 94 and 90 on eval seeds 7 and 31337), as the tallied counts were at 1,200 steps.
 
 Why: emu-tiny v11 names colours, shapes and cells in its captions 99% of the time, yet on four eval seeds it
 counted 211 of 211 totals right and only 71 of 106 counts by shape; most misses counted objects of another shape,
