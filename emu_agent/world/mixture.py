@@ -155,17 +155,21 @@ def _count_tallied_example(rng: random.Random) -> TextExample:
     raise RuntimeError(f"count_tallied: no example in {_MAX_DRAWS} draws")  # pragma: no cover - a generator change
 
 
-def _where_tallied_example(rng: random.Random) -> TextExample:
-    """A "where is ..." example (half of them ``where_hard`` scenes) answered in its tallied form."""
+def _where_example(rng: random.Random) -> TextExample:
+    """A "where is ..." example, half of them ``where_hard`` scenes."""
     example = _hard_example("where_hard", rng) if rng.random() < 0.5 else sample_example("vqa_where", rng)
     assert isinstance(example, TextExample)
-    return _answered_tallied(example)
+    return example
+
+
+def _where_tallied_example(rng: random.Random) -> TextExample:
+    """A :func:`_where_example` answered in its tallied form."""
+    return _answered_tallied(_where_example(rng))
 
 
 def _where_checked_example(rng: random.Random) -> TextExample:
-    """A "where is ..." example (half of them ``where_hard`` scenes) answered in its checked form."""
-    example = _hard_example("where_hard", rng) if rng.random() < 0.5 else sample_example("vqa_where", rng)
-    assert isinstance(example, TextExample)
+    """A :func:`_where_example` answered in its checked form."""
+    example = _where_example(rng)
     scene = example.meta["scene"]
     asked = scene.at(example.answer)
     statement = checked(scene.objects, asked.colour, asked.shape, asked.cell)

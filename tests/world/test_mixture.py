@@ -69,15 +69,21 @@ def test_count_tallied_marks_each_object_with_the_running_count() -> None:
     assert set(numbers) >= {"0", "1", "2"}, numbers
 
 
+def _where_asked(example) -> tuple:
+    """A trained "where" example's (colour, shape, scene, the one object asked about)."""
+    assert example.task == "vqa_where" and example.meta["template_split"] == "train"
+    colour, shape = ASKED.search(_question(example)).groups()
+    scene = example.meta["scene"]
+    (target,) = [o for o in scene.objects if (o.colour, o.shape) == (colour, shape)]
+    return colour, shape, scene, target
+
+
 def test_where_tallied_marks_the_asked_object_yes_often_beside_a_distractor() -> None:
     rng = random.Random(6)
     examples = [sample_training_example(rng, {"where_tallied": 1.0}) for _ in range(120)]
     hard = 0
     for e in examples:
-        assert e.task == "vqa_where" and e.meta["template_split"] == "train"
-        colour, shape = ASKED.search(_question(e)).groups()
-        scene = e.meta["scene"]
-        (target,) = [o for o in scene.objects if (o.colour, o.shape) == (colour, shape)]
+        colour, shape, scene, target = _where_asked(e)
         objects, marks, cell = _marks(e.answer)
         assert objects == list(scene.objects) and cell == target.cell and e.also_correct == (target.cell,)
         assert marks == ["yes" if o == target else "no" for o in scene.objects], e.answer
@@ -93,10 +99,7 @@ def test_where_checked_marks_each_objects_colour_and_shape_apart() -> None:
     examples = [sample_training_example(rng, {"where_checked": 1.0}) for _ in range(120)]
     one_attribute_shared = 0
     for e in examples:
-        assert e.task == "vqa_where" and e.meta["template_split"] == "train"
-        colour, shape = ASKED.search(_question(e)).groups()
-        scene = e.meta["scene"]
-        (target,) = [o for o in scene.objects if (o.colour, o.shape) == (colour, shape)]
+        colour, shape, scene, target = _where_asked(e)
         items, cell = e.answer.rsplit(" so ", 1)
         yes_no = {True: "yes", False: "no"}
         expected = [
