@@ -62,6 +62,7 @@ _LONGEST_ANSWER = {
     "few_shot": "[purple, white, triangle, bottom right]",
     "count": " and ".join(["a yellow triangle at bottom right 3"] * 3) + " so 3",  # the tallied form
     "vqa_where": " and ".join(["a yellow triangle at bottom right colour yes shape yes"] * 3) + " so bottom right",
+    "exists": " and ".join(["a yellow triangle at bottom right yes"] * 3) + " so yes",  # the tallied form
 }
 ExtraScorer = Callable[..., TaskScore | list[TaskScore]]
 

@@ -29,7 +29,12 @@ Two training-only entries change the form of an answer rather than which cases a
   which marks each object's colour and shape apart: "a red square at top colour yes shape no and a red triangle
   at center colour yes shape yes so center". Measured in session 16 (docs/emu-tiny-history.md, "Phase 17"; not
   in v12's recipe): after 1,200 steps at .25 the shape marks were mostly right and the colour marks were not
-  (where 94 and 90 on eval seeds 7 and 31337), as the tallied counts were at 1,200 steps.
+  (where 94 and 90 on eval seeds 7 and 31337), as the tallied counts were at 1,200 steps;
+- ``"exists_tallied"``: "is there a red triangle?" -> "a red square at top no and a red triangle at center yes
+  so yes"; half of its draws are ``exists_hard`` cases. The marks are ``where_tallied``'s, so the two forms
+  agree. Why (session 16, "Phase 17"): a model trained on ``where_tallied`` answered the eval-only phrasing
+  "can you see a red triangle?" with a tallied statement half the time it went wrong, and the direct
+  exists answer was cut off there; in its own tallied form the question is answered, not cut off.
 
 Why: emu-tiny v11 names colours, shapes and cells in its captions 99% of the time, yet on four eval seeds it
 counted 211 of 211 totals right and only 71 of 106 counts by shape; most misses counted objects of another shape,
@@ -96,7 +101,7 @@ DEFAULT_MIXTURE: dict[str, float] = {
 }
 _HARD = ("count_hard", "exists_hard", "where_hard", "edit_hard")
 _HARD_SOURCE = {"count_hard": "count", "exists_hard": "exists", "where_hard": "vqa_where"}  # plain generator drawn
-_TALLIED = ("count_tallied", "where_tallied", "where_checked")
+_TALLIED = ("count_tallied", "where_tallied", "where_checked", "exists_tallied")
 MIXTURE_NAMES: tuple[str, ...] = (*TASKS, "agent", *_HARD, *_TALLIED, "look_first", "look_first_blind")
 #: The questions ``look_first`` asks after the description, by weight (binding questions first).
 LOOK_FIRST_QUESTIONS: dict[str, float] = {
@@ -136,6 +141,8 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
         return _where_tallied_example(rng)
     if task == "where_checked":
         return _where_checked_example(rng)
+    if task == "exists_tallied":
+        return _exists_tallied_example(rng)
     if task in ("look_first", "look_first_blind"):
         return _look_first_example(rng, blind=task == "look_first_blind")
     return sample_example(task, rng, split="train")
@@ -174,6 +181,13 @@ def _where_checked_example(rng: random.Random) -> TextExample:
     asked = scene.at(example.answer)
     statement = checked(scene.objects, asked.colour, asked.shape, asked.cell)
     return replace(example, answer=statement, also_correct=(example.answer,))
+
+
+def _exists_tallied_example(rng: random.Random) -> TextExample:
+    """An "is there ..." example answered in its tallied form, half of them ``exists_hard`` cases."""
+    example = _hard_example("exists_hard", rng) if rng.random() < 0.5 else sample_example("exists", rng, split="train")
+    assert isinstance(example, TextExample)
+    return _answered_tallied(example)
 
 
 def _answered_tallied(example: TextExample) -> TextExample:

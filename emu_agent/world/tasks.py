@@ -10,10 +10,10 @@ are flat lists of strings and images. Answers are short and canonical (a colour 
 name, a digit, ``yes``/``no``, a canonical caption or event sentence, a ``[...]`` attribute list), so they
 are scored by exact match. A video question about one fact of the event ("what vanished?") also lists the
 event's canonical sentence in ``also_correct``: it states the answer exactly, in the form "what happened?" asks
-for. A count by colour or by shape, and a "where is the red triangle?", list their *tallied* statement there
-too (:func:`tallied`: the scene's caption, each object marked as it is checked against the question, then the
-answer), the form the ``count_tallied`` and ``where_tallied`` training entries teach. A "where" question also
-lists its *checked* statement (:func:`checked`: each object's colour and shape checked one at a time), the form
+for. A count by colour or by shape, a "where is the red triangle?" and an "is there a red triangle?" list
+their *tallied* statement there too (:func:`tallied`: the scene's caption, each object marked as it is checked
+against the question, then the answer), the form the ``count_tallied``, ``where_tallied`` and ``exists_tallied``
+training entries teach. A "where" question also lists its *checked* statement (:func:`checked`: each object's colour and shape checked one at a time), the form
 ``where_checked`` teaches.
 
 ``split="eval"`` uses eval-only templates half the time and held-out compositions half the time; both are
@@ -181,8 +181,8 @@ def tallied(objects: Sequence[SceneObject], marks: Sequence[str], answer: str) -
     >>> tallied([O("orange", "triangle", "right"), O("red", "square", "bottom")], ["no", "1"], "1")
     'a orange triangle at right no and a red square at bottom 1 so 1'
 
-    Counts mark a match with the running count and anything else with ``"no"``; "where is ..." marks ``"yes"``
-    or ``"no"``. Each step is one the model already does well (the next object of its caption; whether the
+    Counts mark a match with the running count and anything else with ``"no"``; "where is ..." and "is
+    there ..." mark ``"yes"`` or ``"no"``. Each step is one the model already does well (the next object of its caption; whether the
     object just named is the one asked about; the last number written), where the one-word answer needs the
     colour or shape bound across the whole image at once."""
     if len(objects) != len(marks):
@@ -252,7 +252,9 @@ def _exists(ctx: _Context) -> TextExample:
         near = [(c, s) for c, s in options if c == obj.colour or s == obj.shape]
         colour, shape = rng.choice(near if near and rng.random() < 0.6 else options)
         answer = "no"
-    return _ask(ctx, "exists", scene, "exists", answer, colour=colour, shape=shape)
+    example = _ask(ctx, "exists", scene, "exists", answer, colour=colour, shape=shape)
+    marks = [_yes_no((o.colour, o.shape) == (colour, shape)) for o in scene.objects]
+    return replace(example, also_correct=(tallied(scene.objects, marks, answer),))
 
 
 def _video_question(ctx: _Context, event: Any) -> tuple[str, str, dict[str, str]]:

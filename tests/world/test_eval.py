@@ -129,9 +129,10 @@ def test_video_questions_about_one_fact_also_take_the_events_full_sentence() -> 
     assert row.score == pytest.approx(len(specific) / 40)
 
 
-def test_counts_by_colour_or_shape_and_where_questions_also_take_the_tallied_statement() -> None:
+def test_counts_by_colour_or_shape_and_where_and_exists_questions_also_take_the_tallied_statement() -> None:
     """ "how many squares?" answered "a orange triangle at right no and a red square at bottom 1 so 1" is right;
-    the right number after a wrong tally is not. The total takes the number only. "where is ..." likewise."""
+    the right number after a wrong tally is not. The total takes the number only. "where is ..." and "is there
+    ..." likewise."""
     from emu_agent.world.scene import SceneObject
     from emu_agent.world.tasks import checked, tallied
 
@@ -167,6 +168,17 @@ def test_counts_by_colour_or_shape_and_where_questions_also_take_the_tallied_sta
         for mark, flipped_mark in flips.items():  # one mark wrong, the same cell: wrong
             flipped = checked_statement.replace(mark, flipped_mark, 1)
             assert flipped == checked_statement or not score_text(flipped, ex.answer, ex.also_correct)
+    exists = draw_examples("exists", seed=11, limit=40)
+    assert {ex.answer for ex in exists} == {"yes", "no"}
+    for ex in exists:  # "is there ...": the where marks, then yes or no
+        (statement,) = ex.also_correct
+        assert statement.endswith(f" so {ex.answer}") and statement.count(" yes") == (ex.answer == "yes") * 2
+        assert score_text(statement, ex.answer, ex.also_correct)
+        for mark, flipped_mark in ((" yes and", " no and"), (" no and", " yes and"), (" no so", " yes so")):
+            flipped = statement.replace(mark, flipped_mark, 1)  # one object marked wrong, the same answer
+            assert flipped == statement or not score_text(flipped, ex.answer, ex.also_correct)
+        other = "no" if ex.answer == "yes" else "yes"
+        assert not score_text(statement.rsplit(" so ", 1)[0] + f" so {other}", ex.answer, ex.also_correct)
     square = SceneObject("red", "square", "top")
     assert tallied([square], ["yes"], "top") == "a red square at top yes so top"
     triangle = SceneObject("red", "triangle", "right")

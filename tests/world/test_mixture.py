@@ -111,6 +111,28 @@ def test_where_checked_marks_each_objects_colour_and_shape_apart() -> None:
     assert 0.5 <= one_attribute_shared / len(examples) <= 0.85, one_attribute_shared
 
 
+def test_exists_tallied_marks_the_asked_object_and_says_yes_only_if_it_is_there() -> None:
+    """ "is there a red triangle?" -> "a red square at top no and a red triangle at center yes so yes": the
+    marks are where_tallied's (yes only for an object of the asked colour and shape), the answer is yes if one
+    is marked yes; the short answer stays right in ``also_correct``; half the draws are exists_hard cases."""
+    rng = random.Random(8)
+    examples = [sample_training_example(rng, {"exists_tallied": 1.0}) for _ in range(160)]
+    answers, near_miss = Counter(), 0
+    for e in examples:
+        assert e.task == "exists" and e.meta["template_split"] == "train"
+        colour, shape = ASKED.search(_question(e)).groups()
+        scene = e.meta["scene"]
+        objects, marks, answer = _marks(e.answer)
+        asked = [(o.colour, o.shape) == (colour, shape) for o in scene.objects]
+        assert objects == list(scene.objects), (e.answer, scene)
+        assert marks == ["yes" if hit else "no" for hit in asked], e.answer
+        assert answer == ("yes" if any(asked) else "no") and e.also_correct == (answer,), e.answer
+        answers[answer] += 1
+        near_miss += any((o.colour == colour) != (o.shape == shape) for o in scene.objects)
+    assert 0.35 <= answers["yes"] / len(examples) <= 0.65, answers
+    assert 0.5 <= near_miss / len(examples) <= 0.9, near_miss
+
+
 def test_exists_hard_needs_colour_and_shape_bound_to_one_object() -> None:
     rng = random.Random(1)
     examples = [sample_training_example(rng, {"exists_hard": 1.0}) for _ in range(150)]
