@@ -13,8 +13,8 @@ event's canonical sentence in ``also_correct``: it states the answer exactly, in
 for. A count by colour or by shape, a "where is the red triangle?" and an "is there a red triangle?" list
 their *tallied* statement there too (:func:`tallied`: the scene's caption, each object marked as it is checked
 against the question, then the answer), the form the ``count_tallied``, ``where_tallied`` and ``exists_tallied``
-training entries teach. A "where" question also lists its *checked* statement (:func:`checked`: each object's colour and shape checked one at a time), the form
-``where_checked`` teaches.
+training entries teach. A "where" question also lists its *checked* statement (:func:`checked`: each object's
+colour and shape checked one at a time), the form ``where_checked`` teaches.
 
 ``split="eval"`` uses eval-only templates half the time and held-out compositions half the time; both are
 recorded in ``meta`` (``template_split``, ``heldout``). Text-to-image prompts name the background half the
@@ -182,9 +182,9 @@ def tallied(objects: Sequence[SceneObject], marks: Sequence[str], answer: str) -
     'a orange triangle at right no and a red square at bottom 1 so 1'
 
     Counts mark a match with the running count and anything else with ``"no"``; "where is ..." and "is
-    there ..." mark ``"yes"`` or ``"no"``. Each step is one the model already does well (the next object of its caption; whether the
-    object just named is the one asked about; the last number written), where the one-word answer needs the
-    colour or shape bound across the whole image at once."""
+    there ..." mark ``"yes"`` or ``"no"``. Each step is one the model already does well (the next object of its
+    caption; whether the object just named is the one asked about; the last number written), where the one-word
+    answer needs the colour or shape bound across the whole image at once."""
     if len(objects) != len(marks):
         raise InputError(f"tallied: {len(objects)} objects but {len(marks)} marks")
     items = [f"{object_phrase(obj)} {mark}" for obj, mark in zip(objects, marks, strict=True)]
