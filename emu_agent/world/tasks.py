@@ -59,6 +59,7 @@ __all__ = [
     "edit_instruction",
     "sample_example",
     "sample_mixture",
+    "stated_answer",
     "tallied",
     "text_corpus",
 ]
@@ -207,6 +208,21 @@ def checked(objects: Sequence[SceneObject], colour: str, shape: str, answer: str
         for obj in objects
     ]
     return " and ".join(items) + f" so {answer}"
+
+
+def stated_answer(text: str) -> str:
+    """The answer a worked statement ends with, else ``text`` itself (trimmed).
+
+    emu-tiny answers some questions in the open (:func:`tallied`, :func:`checked`): the statement ends with
+    ``"so"`` and the answer, which is what a caller that wants the short answer should show.
+
+    >>> stated_answer("a red circle at top left no and a blue square at bottom right yes so bottom right")
+    'bottom right'
+    >>> stated_answer(" bottom right ")
+    'bottom right'
+    """
+    text = text.strip()
+    return text.rsplit(" so ", 1)[1].strip() if " so " in text else text
 
 
 def _yes_no(flag: bool) -> str:

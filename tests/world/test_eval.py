@@ -134,7 +134,7 @@ def test_counts_by_colour_or_shape_and_where_and_exists_questions_also_take_the_
     the right number after a wrong tally is not. The total takes the number only. "where is ..." and "is there
     ..." likewise."""
     from emu_agent.world.scene import SceneObject
-    from emu_agent.world.tasks import checked, tallied
+    from emu_agent.world.tasks import checked, stated_answer, tallied
 
     examples = draw_examples("count", seed=9, limit=60)
     marked = [ex for ex in examples if ex.also_correct]
@@ -181,6 +181,8 @@ def test_counts_by_colour_or_shape_and_where_and_exists_questions_also_take_the_
         assert not score_text(statement.rsplit(" so ", 1)[0] + f" so {other}", ex.answer, ex.also_correct)
     square = SceneObject("red", "square", "top")
     assert tallied([square], ["yes"], "top") == "a red square at top yes so top"
+    assert stated_answer("a red square at top yes so top") == "top" and stated_answer(" top ") == "top"
+    assert stated_answer("a red square at top no and a blue circle at bottom right 1 so 1") == "1"
     triangle = SceneObject("red", "triangle", "right")
     assert checked([square, triangle], "red", "triangle", "right") == (
         "a red square at top colour yes shape no and a red triangle at right colour yes shape yes so right"
