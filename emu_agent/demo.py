@@ -25,7 +25,7 @@ def run_demo(model: Any, model_name: str, out: Path, *, progress: Any = None) ->
     from emu_agent.world.checker import check_image, detect_objects
     from emu_agent.world.render import render_scene
     from emu_agent.world.scene import Scene, SceneObject, caption
-    from emu_agent.world.tasks import checked, stated_answer, tallied
+    from emu_agent.world.tasks import stated_answer, where_statements
     from emu_agent.world.video import describe_event, render_clip, sample_clip
 
     say = progress or (lambda message: None)
@@ -45,13 +45,9 @@ def run_demo(model: Any, model_name: str, out: Path, *, progress: Any = None) ->
     say("[2/5] answer a question about it")
     question = "where is the blue square?"
     text = model.generate_text([("user", [picture, question])], **ask).strip()
-    marks = ["yes" if (o.colour, o.shape) == ("blue", "square") else "no" for o in scene.objects]
     # emu-tiny may work the answer out object by object; right only if every object and mark is (as the eval)
-    right = (
-        "bottom right",
-        tallied(scene.objects, marks, "bottom right"),
-        checked(scene.objects, "blue", "square", "bottom right"),
-    )
+    blue_square = scene.objects[1]
+    right = ("bottom right", *where_statements(scene.objects, blue_square))
     worked = {"worked": text} if stated_answer(text) != text else {}
     _step(steps, "answer a question", question, "bottom right", text in right, answer=stated_answer(text), **worked)
 

@@ -62,6 +62,7 @@ __all__ = [
     "stated_answer",
     "tallied",
     "text_corpus",
+    "where_statements",
 ]
 
 ExampleSplit = Literal["train", "eval"]
@@ -169,9 +170,14 @@ def _vqa_where(ctx: _Context) -> TextExample:
     scene = ctx.scene()
     obj = ctx.rng.choice(scene.objects)
     example = _ask(ctx, "vqa_where", scene, "vqa_where", obj.cell, colour=obj.colour, shape=obj.shape)
-    marks = ["yes" if o is obj else "no" for o in scene.objects]
-    statements = (tallied(scene.objects, marks, obj.cell), checked(scene.objects, obj.colour, obj.shape, obj.cell))
-    return replace(example, also_correct=statements)
+    return replace(example, also_correct=where_statements(scene.objects, obj))
+
+
+def where_statements(objects: Sequence[SceneObject], asked: SceneObject) -> tuple[str, str]:
+    """The worked statements that answer "where is the <colour> <shape>?" exactly, besides the cell itself:
+    the :func:`tallied` one, then the :func:`checked` one. ``asked`` is one of ``objects``."""
+    marks = ["yes" if o is asked else "no" for o in objects]
+    return tallied(objects, marks, asked.cell), checked(objects, asked.colour, asked.shape, asked.cell)
 
 
 def tallied(objects: Sequence[SceneObject], marks: Sequence[str], answer: str) -> str:
