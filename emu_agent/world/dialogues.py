@@ -31,7 +31,14 @@ from emu_agent.world.templates import pick_template
 from emu_agent.world.video import describe_event, sample_clip
 from emu_agent.world.vocab import CELLS
 
-__all__ = ["DIALOGUES", "Dialogue", "dialogue_corpus", "dialogue_examples", "sample_dialogue"]
+__all__ = [
+    "DIALOGUES",
+    "Dialogue",
+    "dialogue_corpus",
+    "dialogue_examples",
+    "sample_dialogue",
+    "sample_drawing_dialogue",
+]
 
 GREETINGS = ("hello!", "hi, what can you do?", "what can you help me with?")
 GREETING_ANSWER = "i can draw and edit images, describe them and answer questions about videos."
@@ -101,8 +108,8 @@ class _Builder:
         return sample_scene(self.rng, split="heldout" if heldout else "train", **kwargs)
 
 
-def _generate(b: _Builder) -> Scene:
-    scene = b.scene(background="white")
+def _generate(b: _Builder, n_objects: int | None = None) -> Scene:
+    scene = b.scene(background="white", n_objects=n_objects)
     b.user(b.template("agent_generate").format(scene=caption(scene)))
     b.call("generate_image", {"prompt": caption(scene)}, [b.image(scene)])
     b.answer(f"image_1: {caption(scene)}.")
@@ -251,6 +258,13 @@ def sample_dialogue(rng: random.Random, *, split: str = "train", kind: str | Non
     builder = _Builder(rng, split)
     final = DIALOGUES[kind][1](builder)
     return Dialogue(kind, builder.messages, builder.pil_by_sha, final if isinstance(final, Scene) else None)
+
+
+def sample_drawing_dialogue(rng: random.Random, *, n_objects: int, split: str = "train") -> Dialogue:
+    """A ``"generate"`` dialogue whose drawing request names exactly ``n_objects`` objects (1-3)."""
+    builder = _Builder(rng, split)
+    final = _generate(builder, n_objects=n_objects)
+    return Dialogue("generate", builder.messages, builder.pil_by_sha, final)
 
 
 def _turn_text(message: Message) -> str:

@@ -65,6 +65,12 @@ for what it did to the direct counting and exists answers, docs/emu-tiny-history
 - ``"look_first_blind"``: the same, with the image replaced by an empty canvas of the scene's background, so
   the answer can only come from the description (a model that already answers most questions from the image
   otherwise has little reason to learn to read what it wrote).
+
+One more training-only entry is about the agent's own, unconstrained tool calls (session 18, "Phase 19" in
+docs/emu-tiny-history.md): ``"agent_draw_many"`` is the ``generate_image`` call for a drawing request of three
+objects (two in four draws) or two. Plain ``"agent"`` draws such a call in about one example in 40, and the
+one malformed call v11-v13 still write is a three-object drawing request copied into the call's prompt and
+never closed.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ import re
 from dataclasses import replace
 
 from emu_agent.errors import InputError
-from emu_agent.world.dialogues import dialogue_examples, sample_dialogue
+from emu_agent.world.dialogues import dialogue_examples, sample_dialogue, sample_drawing_dialogue
 from emu_agent.world.look_first import look_first_prompt
 from emu_agent.world.scene import caption
 from emu_agent.world.tasks import TASKS, ImageExample, TextExample, checked, sample_example
@@ -105,7 +111,15 @@ DEFAULT_MIXTURE: dict[str, float] = {
 _HARD = ("count_hard", "exists_hard", "where_hard", "edit_hard")
 _HARD_SOURCE = {"count_hard": "count", "exists_hard": "exists", "where_hard": "vqa_where"}  # plain generator drawn
 _TALLIED = ("count_tallied", "where_tallied", "where_checked", "exists_tallied")
-MIXTURE_NAMES: tuple[str, ...] = (*TASKS, "agent", *_HARD, *_TALLIED, "look_first", "look_first_blind")
+MIXTURE_NAMES: tuple[str, ...] = (
+    *TASKS,
+    "agent",
+    "agent_draw_many",
+    *_HARD,
+    *_TALLIED,
+    "look_first",
+    "look_first_blind",
+)
 #: The questions ``look_first`` asks after the description, by weight (binding questions first).
 LOOK_FIRST_QUESTIONS: dict[str, float] = {
     "vqa_where": 0.3,
@@ -136,6 +150,8 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
     task = rng.choices(names, weights=[weights[n] for n in names])[0]
     if task == "agent":
         return rng.choice(dialogue_examples(sample_dialogue(rng)))
+    if task == "agent_draw_many":
+        return _draw_many_example(rng)
     if task in _HARD:
         return _hard_example(task, rng)
     if task == "count_tallied":
@@ -149,6 +165,14 @@ def sample_training_example(rng: random.Random, weights: dict[str, float] | None
     if task in ("look_first", "look_first_blind"):
         return _look_first_example(rng, blind=task == "look_first_blind")
     return sample_example(task, rng, split="train")
+
+
+def _draw_many_example(rng: random.Random) -> TextExample:
+    """The ``generate_image`` call that answers a drawing request of three objects (three draws in four) or two."""
+    dialogue = sample_drawing_dialogue(rng, n_objects=3 if rng.random() < 0.75 else 2)
+    call = dialogue_examples(dialogue)[0]
+    assert call.meta["expected_tool"] == "generate_image"
+    return call
 
 
 def _count_tallied_example(rng: random.Random) -> TextExample:

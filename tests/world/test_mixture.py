@@ -133,6 +133,26 @@ def test_exists_tallied_marks_the_asked_object_and_says_yes_only_if_it_is_there(
     assert 0.5 <= near_miss / len(examples) <= 0.9, near_miss
 
 
+def test_agent_draw_many_is_the_closed_generate_call_for_a_request_of_two_or_three_objects() -> None:
+    """The call copies the request's whole scene into the prompt and closes, parsed back to the same arguments."""
+    from emu_agent.model.message_rendering import TOOL_CALL_START
+    from emu_agent.world.agent_eval import parse_tool_calls
+
+    rng = random.Random(5)
+    examples = [sample_training_example(rng, {"agent_draw_many": 1.0}) for _ in range(80)]
+    sizes = Counter()
+    for e in examples:
+        assert e.task == "agent" and e.chat and e.meta["kind"] == "generate"
+        request = e.prompt[-1].text
+        calls, valid = parse_tool_calls(e.answer)
+        assert valid and e.answer.startswith(TOOL_CALL_START), e.answer
+        assert calls == [("generate_image", e.meta["expected_arguments"])], e.answer
+        prompt = e.meta["expected_arguments"]["prompt"]
+        assert prompt in request, (prompt, request)
+        sizes[prompt.count(" and ") + 1] += 1
+    assert set(sizes) == {2, 3} and 0.6 <= sizes[3] / len(examples) <= 0.9, sizes
+
+
 def test_exists_hard_needs_colour_and_shape_bound_to_one_object() -> None:
     rng = random.Random(1)
     examples = [sample_training_example(rng, {"exists_hard": 1.0}) for _ in range(150)]
