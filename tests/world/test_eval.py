@@ -191,6 +191,25 @@ def test_counts_by_colour_or_shape_and_where_and_exists_questions_also_take_the_
         tallied([square], ["yes", "no"], "top")
 
 
+def test_answer_budgets_fit_the_longest_statement_the_eval_accepts() -> None:
+    """An oracle that always writes the longest exact form (the checked "where", the tallied count and exists)
+    within the eval's token budget still scores 1.0, on both renderers: a budget too short for a worked
+    statement would turn right answers into misses."""
+    tasks = ["count", "vqa_where", "exists"]
+    oracle = OracleModel(seed=12, limit=60)
+    longest = 0
+    for task in tasks:
+        for style in (None, "alt"):
+            for ex in draw_examples(task, seed=12, limit=60, style=style):
+                statement = max((ex.answer, *ex.also_correct), key=len)
+                oracle.answers[_key(ex.prompt)] = statement
+                longest = max(longest, statement.count(" and ") + 1)
+    assert longest == 3  # three-object scenes are among the draws
+    report = evaluate(oracle, seed=12, limit=60, tasks=tasks, progress=False)
+    for row in report.rows:
+        assert row.score == 1.0 and row.alt_score == 1.0, row
+
+
 def test_wrong_model_scores_zero() -> None:
     report = evaluate(OracleModel(seed=0, limit=3, wrong=True), seed=0, limit=3, progress=False)
     assert all(r.score == 0.0 and r.passed is False for r in report.rows)
