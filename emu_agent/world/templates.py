@@ -206,6 +206,11 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "create {scene}, please.",
             "show me a picture of {scene}.",
             "i'd like a drawing of {scene}.",
+            # words after the scene: the call's prompt copies the scene and stops where the scene ends
+            "draw {scene}, then show me the picture.",
+            "can you generate {scene} in one picture?",
+            "i want {scene} in the picture, please.",
+            "make an image of {scene} too.",
         ),
         ("could you sketch {scene} for me?",),
     ),

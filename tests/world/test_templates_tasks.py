@@ -39,6 +39,17 @@ def test_every_family_has_train_and_eval_only_templates() -> None:
     assert pick_template("caption", random.Random(0), "eval")[1] == "caption/eval/0"
 
 
+def test_drawing_requests_train_words_after_the_scene_and_keep_the_eval_ones_unseen() -> None:
+    """The held-out "could you sketch {scene} for me?" tests where a copied scene ends; trained requests go on
+    after the scene too, with other words, so the model meets that, not the eval phrasing."""
+    train, (held,) = templates("agent_generate", "train"), templates("agent_generate", "eval")
+    tails = [t.split("{scene}")[1].strip(" .?,") for t in train]
+    assert sum(len(tail.split()) >= 2 for tail in tails) >= 3, tails
+    held_tail = held.split("{scene}")[1].strip(" ?")
+    assert held_tail == "for me" and not any(held_tail in tail for tail in tails)
+    assert not any("sketch" in t for t in train)
+
+
 def _texts(example: TextExample) -> list[str]:
     items = [x for _, turn in example.prompt for x in turn] if example.chat else example.prompt
     return [x for x in items if isinstance(x, str)]
