@@ -32,7 +32,7 @@ def test_demo_writes_images_and_transcript(tmp_path: Path, capsys) -> None:
     assert all(s["ok"] for s in result["steps"]), result["steps"]  # emu-tiny passes every step
     question = result["steps"][1]
     assert question["answer"] == "bottom right", question  # the short answer, also when worked out object by object
-    if "worked" in question:  # emu-tiny v13 tallies: "... a blue square at bottom right yes so bottom right"
+    if "worked" in question:  # emu-tiny v13 and v14 tally: "... a blue square at bottom right yes so bottom right"
         assert question["worked"].endswith(" so bottom right") and question["worked"] in transcript
 
 
