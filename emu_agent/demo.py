@@ -46,7 +46,7 @@ def run_demo(model: Any, model_name: str, out: Path, *, progress: Any = None) ->
     question = "where is the blue square?"
     text = model.generate_text([("user", [picture, question])], **ask).strip()
     # emu-tiny may work the answer out object by object; right only if every object and mark is (as the eval)
-    blue_square = scene.objects[1]
+    blue_square = scene.objects[1]  # the object asked about
     right = ("bottom right", *where_statements(scene.objects, blue_square))
     worked = {"worked": text} if stated_answer(text) != text else {}
     _step(steps, "answer a question", question, "bottom right", text in right, answer=stated_answer(text), **worked)

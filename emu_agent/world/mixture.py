@@ -68,11 +68,11 @@ for what it did to the direct counting and exists answers, docs/emu-tiny-history
 
 One more training-only entry is about the agent's own, unconstrained tool calls (session 18, "Phase 19" in
 docs/emu-tiny-history.md): ``"agent_draw_many"`` is the ``generate_image`` call for a drawing request of three
-objects (three draws in four) or two. Plain ``"agent"`` draws such a call in about one example in 40, and the
-one malformed call v11-v13 still write is a three-object drawing request copied into the call's prompt and
-never closed. On its own it did not stop that (the calls broke off after the scene, at the eval-only "... for
-me?"); four trained drawing requests with words after the scene (:mod:`emu_agent.world.templates`) did, and
-v14 trained on both.
+objects (three draws in four) or two. Plain ``"agent"`` draws a three-object ``generate_image`` call in about
+one example in 26, and the one malformed call v11-v13 still write is a three-object drawing request copied into
+the call's prompt and never closed. On its own it did not stop that (the calls broke off after the scene, at
+the eval-only "... for me?"); four trained drawing requests with words after the scene
+(:mod:`emu_agent.world.templates`) did, and v14 trained on both.
 """
 
 from __future__ import annotations
